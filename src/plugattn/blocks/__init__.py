@@ -1,0 +1,26 @@
+"""The attention blocks (SE, CBAM and their gates) and the name → block registry."""
+
+from plugattn.blocks.cbam import CBAM, ORDERS, ChannelGate, ConvBN, SpatialGate
+from plugattn.blocks.gate import GATE_FUNCTIONS, GateActivation, find_gates
+from plugattn.blocks.pooling import POOL_TYPES, global_pool
+from plugattn.blocks.registry import attention_options, create_attention, list_attention, register_attention
+from plugattn.blocks.squeeze_excite import SQUEEZES, SqueezeExcite
+
+__all__ = [
+    "CBAM",
+    "GATE_FUNCTIONS",
+    "ORDERS",
+    "POOL_TYPES",
+    "SQUEEZES",
+    "ChannelGate",
+    "ConvBN",
+    "GateActivation",
+    "SpatialGate",
+    "SqueezeExcite",
+    "attention_options",
+    "create_attention",
+    "find_gates",
+    "global_pool",
+    "list_attention",
+    "register_attention",
+]

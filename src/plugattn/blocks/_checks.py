@@ -1,0 +1,97 @@
+"""Checks shared by the attention blocks: bad arguments and bad inputs fail loudly, naming what was
+expected and what came, instead of producing a silently wrong shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+
+def require_positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an int ≥ 1, else raise a TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int (>= 1), got {value}")
+    return value
+
+
+def require_choice(name: str, value: object, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a ValueError listing them."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def require_choices(name: str, values: object, choices: Sequence[str]) -> tuple[str, ...]:
+    """Return a non-empty, repeat-free tuple of names from ``choices``; a lone string counts as one name."""
+    if isinstance(values, str):
+        values = (values,)
+    if not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a sequence of names from {list(choices)}, got {values!r}")
+    values = tuple(values)
+    if not values:
+        raise ValueError(f"{name} must name at least one of {list(choices)}; got an empty sequence")
+    for value in values:
+        require_choice(f"each entry of {name}", value, choices)
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{name} must not repeat a name; got {list(values)} ({repeated} repeated)")
+    return values
+
+
+def require_kernel_size(value: object) -> int:
+    """Return an odd kernel size ≥ 1 (odd so that 'same' padding (k-1)/2 keeps the spatial size)."""
+    require_positive_int("kernel_size", value)
+    if value % 2 == 0:  # type: ignore[operator]
+        raise ValueError(f"kernel_size must be odd so that padding (k-1)/2 keeps the size; got {value}")
+    return value  # type: ignore[return-value]
+
+
+def require_dims(value: object) -> int:
+    """Return the number of spatial dimensions: 1 (N,C,L), 2 (N,C,H,W) or 3 (N,C,D,H,W)."""
+    require_positive_int("dims", value)
+    if value not in (1, 2, 3):
+        raise ValueError(f"dims must be 1 (N,C,L), 2 (N,C,H,W) or 3 (N,C,D,H,W); got {value}")
+    return value  # type: ignore[return-value]
+
+
+def hidden_width(channels: int, reduction: int) -> int:
+    """Bottleneck width ``channels // reduction``, but never 0 (the seed's code would build a 0-wide layer)."""
+    return max(1, channels // reduction)
+
+
+def check_feature_map(x: Tensor, block: str, channels: int, dims: int) -> None:
+    """Raise on a non-float tensor, a rank other than ``dims + 2`` (any rank ≥ 3 when ``dims`` is 0)
+    or a channel count other than ``channels`` (any when ``channels`` is -1). TorchScript-compatible."""
+    if not x.is_floating_point():
+        raise TypeError(f"{block}: input must be a floating-point tensor, got dtype {x.dtype}")
+    if dims == 0:
+        if x.dim() < 3:
+            raise ValueError(
+                f"{block}: input must have rank >= 3 (N, C, *spatial), got rank {x.dim()} with shape {list(x.shape)}"
+            )
+    elif x.dim() != dims + 2:
+        raise ValueError(
+            f"{block}: built for dims={dims}, so input must have rank {dims + 2}, "
+            f"got rank {x.dim()} with shape {list(x.shape)}"
+        )
+    if channels != -1 and x.shape[1] != channels:
+        raise ValueError(
+            f"{block}: built for {channels} channels, got input with {x.shape[1]} channels (shape {list(x.shape)})"
+        )
+
+
+def broadcast_channels(weights: Tensor, like: Tensor) -> Tensor:
+    """Reshape per-channel weights (N, C) to (N, C, 1, ..., 1) so they broadcast over ``like``'s spatial dims."""
+    for _ in range(like.dim() - 2):
+        weights = weights.unsqueeze(-1)
+    return weights
+
+
+def factory_kwargs(device: torch.device | str | None, dtype: torch.dtype | None) -> dict:
+    """The ``device``/``dtype`` pair that torch layer constructors take."""
+    return {"device": device, "dtype": dtype}

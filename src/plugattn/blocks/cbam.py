@@ -1,0 +1,182 @@
+"""CBAM (Woo et al., ECCV 2018): a channel gate ("what") and a spatial gate ("where").
+
+Submodule layout follows the official code (``mlp.1``/``mlp.3`` linears, ``spatial.conv`` and
+``spatial.bn``), so its checkpoints map onto these modules key for key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from plugattn.blocks._checks import (
+    broadcast_channels,
+    check_feature_map,
+    factory_kwargs,
+    hidden_width,
+    require_choice,
+    require_choices,
+    require_dims,
+    require_kernel_size,
+    require_positive_int,
+)
+from plugattn.blocks.gate import GateActivation
+from plugattn.blocks.pooling import POOL_TYPES, global_pool
+
+ORDERS = ("channel-spatial", "spatial-channel", "parallel")
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
+
+class ChannelGate(nn.Module):
+    """``out = x * sigmoid(sum_p MLP(pool_p(x)))``: one MLP shared by every pooled descriptor.
+
+    ``pool_types`` is any non-empty subset, in any order, of ``avg``, ``max``, ``lp`` (square root of
+    the sum of squares, as ``F.lp_pool2d`` with p=2) and ``lse`` (stable log-sum-exp). The hidden
+    width is ``max(1, channels // reduction)``. Accepts any rank ≥ 3.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 16,
+        *,
+        pool_types: Sequence[str] = ("avg", "max"),
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.channels = require_positive_int("channels", channels)
+        self.reduction = require_positive_int("reduction", reduction)
+        self.pool_types = list(require_choices("pool_types", pool_types, POOL_TYPES))
+        hidden = hidden_width(channels, reduction)
+        factory = factory_kwargs(device, dtype)
+        self.mlp = nn.Sequential(
+            nn.Flatten(),  # index 0 keeps the official key layout (mlp.1, mlp.3)
+            nn.Linear(channels, hidden, bias=bias, **factory),
+            nn.ReLU(),
+            nn.Linear(hidden, channels, bias=bias, **factory),
+        )
+        self.gate = GateActivation("channel")
+
+    def channel_weights(self, x: Tensor) -> Tensor:
+        """Channel attention ``M_c`` (N, C) in (0, 1); all descriptors go through the MLP as one batch."""
+        descriptors = torch.cat([global_pool(x, pool_type) for pool_type in self.pool_types], 0)
+        logits = self.mlp(descriptors).unflatten(0, (len(self.pool_types), x.shape[0])).sum(0)
+        return self.gate(logits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_feature_map(x, "ChannelGate", self.channels, 0)
+        return x * broadcast_channels(self.channel_weights(x), x)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, reduction={self.reduction}, pool_types={self.pool_types}"
+
+
+class ConvBN(nn.Module):
+    """Convolution without bias followed by BatchNorm (eps 1e-5, momentum 0.01 as in the official CBAM code)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        dims: int = 2,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory = factory_kwargs(device, dtype)
+        self.conv = _CONV[dims](
+            in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2, bias=False, **factory
+        )
+        self.bn = _BATCH_NORM[dims](out_channels, eps=1e-5, momentum=0.01, **factory)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(self.conv(x))
+
+
+class SpatialGate(nn.Module):
+    """``out = x * sigmoid(BN(conv_k([max_c(x); mean_c(x)])))``: max first, then mean, as in the seed.
+
+    ``dims`` picks 1-D, 2-D or 3-D maps; ``kernel_size`` must be odd (default 7, the paper's best).
+    """
+
+    def __init__(
+        self,
+        kernel_size: int = 7,
+        *,
+        dims: int = 2,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel_size = require_kernel_size(kernel_size)
+        self.dims = require_dims(dims)
+        self.spatial = ConvBN(2, 1, kernel_size, dims=dims, device=device, dtype=dtype)
+        self.gate = GateActivation("spatial")
+
+    def spatial_map(self, x: Tensor) -> Tensor:
+        """Spatial attention ``M_s`` (N, 1, *spatial) in (0, 1)."""
+        compressed = torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), 1)
+        return self.gate(self.spatial(compressed))
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_feature_map(x, "SpatialGate", -1, self.dims)
+        return x * self.spatial_map(x)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, dims={self.dims}"
+
+
+class CBAM(nn.Module):
+    """Channel gate then spatial gate (``order="channel-spatial"``, the paper's best arrangement).
+
+    ``order="spatial-channel"`` swaps them; ``"parallel"`` computes both gates from the same input and
+    applies both. ``spatial=False`` keeps the channel gate only (the seed's ``no_spatial``).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 16,
+        *,
+        pool_types: Sequence[str] = ("avg", "max"),
+        kernel_size: int = 7,
+        spatial: bool = True,
+        order: str = "channel-spatial",
+        dims: int = 2,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.channels = require_positive_int("channels", channels)
+        self.order = require_choice("order", order, ORDERS)
+        self.dims = require_dims(dims)
+        require_kernel_size(kernel_size)  # checked even when spatial=False, so a typo never hides
+        factory = factory_kwargs(device, dtype)
+        self.channel_gate = ChannelGate(channels, reduction, pool_types=pool_types, bias=bias, **factory)
+        self.spatial_gate = SpatialGate(kernel_size, dims=dims, **factory) if spatial else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_feature_map(x, "CBAM", self.channels, self.dims)
+        spatial_gate = self.spatial_gate
+        if spatial_gate is None:
+            return x * broadcast_channels(self.channel_gate.channel_weights(x), x)
+        if self.order == "channel-spatial":
+            x = x * broadcast_channels(self.channel_gate.channel_weights(x), x)
+            return x * spatial_gate.spatial_map(x)
+        if self.order == "spatial-channel":
+            x = x * spatial_gate.spatial_map(x)
+            return x * broadcast_channels(self.channel_gate.channel_weights(x), x)
+        channel = broadcast_channels(self.channel_gate.channel_weights(x), x)
+        return x * channel * spatial_gate.spatial_map(x)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, order={self.order!r}, dims={self.dims}"

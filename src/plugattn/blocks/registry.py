@@ -1,0 +1,94 @@
+"""Build attention blocks from a name and options: ``create_attention("cbam", 256, reduction=8)``.
+
+A dict maps each name to a factory ``factory(channels, **options) -> nn.Module``; users add their own
+with :func:`register_attention`. Later parts of plugattn (the zoo, ``attach``, sweeps) build blocks only
+through this registry, so a registered block works everywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from plugattn.blocks._checks import require_positive_int
+from plugattn.blocks.cbam import CBAM, ChannelGate, SpatialGate
+from plugattn.blocks.squeeze_excite import SqueezeExcite
+
+AttentionFactory = Callable[..., nn.Module]
+
+_REGISTRY: dict[str, AttentionFactory] = {}
+
+
+def register_attention(
+    name: str, factory: AttentionFactory | None = None, *, overwrite: bool = False
+) -> AttentionFactory | Callable[[AttentionFactory], AttentionFactory]:
+    """Register ``factory(channels, **options)`` under ``name``; usable as a decorator."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
+
+    def add(fn: AttentionFactory) -> AttentionFactory:
+        if not callable(fn):
+            raise TypeError(f"factory for attention {name!r} must be callable, got {fn!r}")
+        if name in _REGISTRY and not overwrite:
+            raise ValueError(f"attention {name!r} is already registered; pass overwrite=True to replace it")
+        _REGISTRY[name] = fn
+        return fn
+
+    return add if factory is None else add(factory)
+
+
+def list_attention() -> list[str]:
+    """Names accepted by :func:`create_attention`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def attention_options(name: str) -> set[str] | None:
+    """Keyword options the block registered as ``name`` takes besides ``channels``; None when it takes any."""
+    parameters = inspect.signature(_lookup(name)).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.name != "channels"}
+
+
+def _lookup(name: str) -> AttentionFactory:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=3)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(f"attention must be one of {list_attention()}; got {name!r}{hint}")
+    return _REGISTRY[name]
+
+
+def create_attention(name: str, channels: int, **options: object) -> nn.Module:
+    """Build the block registered as ``name`` for a feature map with ``channels`` channels."""
+    factory = _lookup(name)
+    accepted = attention_options(name)
+    if accepted is not None:
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise TypeError(f"attention {name!r} does not take option(s) {unknown}; it takes {sorted(accepted)}")
+    return factory(channels, **options)
+
+
+def _spatial_gate(
+    channels: int,
+    *,
+    kernel_size: int = 7,
+    dims: int = 2,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> SpatialGate:
+    """The spatial gate works for any channel count; ``channels`` is still checked for consistency."""
+    require_positive_int("channels", channels)
+    return SpatialGate(kernel_size, dims=dims, device=device, dtype=dtype)
+
+
+register_attention("se", SqueezeExcite)
+register_attention("channel", ChannelGate)
+register_attention("spatial", _spatial_gate)
+register_attention("cbam", CBAM)
+register_attention("cbam-channel", functools.partial(CBAM, spatial=False))

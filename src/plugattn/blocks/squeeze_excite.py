@@ -1,0 +1,65 @@
+"""Squeeze-and-Excitation (Hu et al., CVPR 2018): channel attention from one pooled number per channel."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from plugattn.blocks._checks import (
+    broadcast_channels,
+    check_feature_map,
+    factory_kwargs,
+    hidden_width,
+    require_choice,
+    require_positive_int,
+)
+from plugattn.blocks.gate import GATE_FUNCTIONS, GateActivation
+from plugattn.blocks.pooling import global_pool
+
+SQUEEZES = ("avg", "max")
+
+
+class SqueezeExcite(nn.Module):
+    """``out = x * gate(W2 · relu(W1 · pool(x)))`` with ``W1: C -> max(1, C // reduction)``.
+
+    The seed's ``SELayer`` is ``bias=False`` (the default here); the papers' SE-ResNets use biases
+    (``bias=True``, which their parameter counts prove). ``squeeze="max"`` and the ``tanh``/``relu``
+    gates are the SENet ablations. Accepts any rank ≥ 3: (N,C,L), (N,C,H,W), (N,C,D,H,W).
+    The state_dict keys (``fc.0.weight``, ``fc.2.weight``) are those of the seed and senet.pytorch.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 16,
+        *,
+        squeeze: str = "avg",
+        gate: str = "sigmoid",
+        bias: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.channels = require_positive_int("channels", channels)
+        self.reduction = require_positive_int("reduction", reduction)
+        self.squeeze = require_choice("squeeze", squeeze, SQUEEZES)
+        self.gate_function = require_choice("gate", gate, GATE_FUNCTIONS)
+        hidden = hidden_width(channels, reduction)
+        factory = factory_kwargs(device, dtype)
+        self.fc = nn.Sequential(
+            nn.Linear(channels, hidden, bias=bias, **factory),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, channels, bias=bias, **factory),
+            GateActivation("channel", gate),
+        )
+
+    def channel_weights(self, x: Tensor) -> Tensor:
+        """The excitation ``s`` (N, C) for input ``x``."""
+        return self.fc(global_pool(x, self.squeeze))
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_feature_map(x, "SqueezeExcite", self.channels, 0)
+        return x * broadcast_channels(self.channel_weights(x), x)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, reduction={self.reduction}, squeeze={self.squeeze!r}, gate={self.gate_function!r}"

@@ -10,6 +10,8 @@ from plugattn.blocks import (
     list_attention,
     register_attention,
 )
+from plugattn.models import create_model, list_models, load_backbone_state_dict, without_attention
+from plugattn.profiling import ProfileReport, count_macs, count_parameters, profile
 
 __version__ = "0.1.0"
 
@@ -17,10 +19,18 @@ __all__ = [
     "CBAM",
     "ChannelGate",
     "SpatialGate",
+    "ProfileReport",
     "SqueezeExcite",
     "__version__",
     "attention_options",
+    "count_macs",
+    "count_parameters",
     "create_attention",
+    "create_model",
     "list_attention",
+    "list_models",
+    "load_backbone_state_dict",
+    "profile",
     "register_attention",
+    "without_attention",
 ]

@@ -8,7 +8,9 @@ from rich.console import Console
 from rich.table import Table
 
 from plugattn.blocks import attention_options, create_attention, find_gates, list_attention
+from plugattn.models import create_model, model_entry, without_attention
 from plugattn.profiling import count_macs, count_parameters
+from plugattn.profiling import profile as profile_model
 
 app = typer.Typer(help="Plug-and-play channel and spatial attention (SE, CBAM) for PyTorch.", no_args_is_help=True)
 
@@ -71,3 +73,46 @@ def blocks(
             _summarise(recorded["spatial"]) if "spatial" in recorded else "-",
         )
     Console().print(table)
+
+
+@app.command()
+def profile(
+    name: str = typer.Argument(..., help="Zoo model, e.g. cbam_resnet50, se_resnet20, resnet50_v1."),
+    input: str = typer.Option(None, "--input", help="Sample shape C x H x W; default: the model's natural size."),
+    num_classes: int = typer.Option(None, help="Classifier outputs; default 1000 (ImageNet-style) or 10 (CIFAR-style)."),
+    rounds: int = typer.Option(5, help="Timed rounds per batch size (median reported)."),
+    batch_sizes: str = typer.Option("1,8", help="Comma-separated batch sizes for latency."),
+    latency: bool = typer.Option(True, help="Measure latency against the same model without attention."),
+) -> None:
+    """Parameters, MACs (conv + linear multiply-accumulates, the papers' "FLOPs"), the attention's share, and
+    latency relative to the same network without attention, measured in one run."""
+    try:
+        model = create_model(name, num_classes=num_classes)
+    except (TypeError, ValueError) as error:
+        raise typer.BadParameter(str(error), param_hint="NAME") from error
+    shape = parse_shape(input, argument="--input") if input else model_entry(name).input_size
+    try:
+        sizes = tuple(int(size) for size in batch_sizes.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated ints such as 1,8, got {batch_sizes!r}", param_hint="--batch-sizes") from None
+    torch.manual_seed(0)
+    report = profile_model(
+        model, shape, baseline=without_attention(model) if latency else None, batch_sizes=sizes, rounds=rounds
+    )
+    table = Table(title=f"{name} on {'x'.join(map(str, shape))} (MACs: conv + linear multiply-accumulates)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("parameters", f"{report.params / 1e6:.3f} M")
+    table.add_row("MACs", f"{report.macs / 1e9:.4f} G")
+    table.add_row("attention blocks", str(report.attention_blocks))
+    table.add_row("attention parameters", f"{report.attention_params / 1e6:.3f} M ({report.attention_param_share:.2%})")
+    table.add_row("attention MACs", f"{report.attention_macs / 1e6:.3f} M ({report.attention_mac_share:.3%})")
+    for batch_size in report.latency_ms:
+        table.add_row(
+            f"latency, batch {batch_size}",
+            f"{report.latency_ms[batch_size]:.1f} ms vs {report.baseline_latency_ms[batch_size]:.1f} ms plain "
+            f"(x{report.latency_ratio(batch_size):.3f})",
+        )
+    Console().print(table)
+    if report.latency_ms:
+        Console().print(f"threads: {torch.get_num_threads()}; median of {rounds} interleaved rounds")

@@ -1,22 +1,117 @@
-"""Cost of a module: parameters and multiply-accumulates (the SE/CBAM papers' "FLOPs")."""
+"""Cost of a model: parameters, multiply-accumulates (the SE/CBAM papers' "FLOPs"), the attention's share
+of both, and inference latency relative to the same model without attention."""
 
 from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from plugattn.blocks import find_attention_blocks
+
 
 def count_parameters(module: nn.Module) -> int:
-    """Number of trainable and frozen parameters (buffers such as BatchNorm statistics excluded)."""
+    """Number of parameters (buffers such as BatchNorm statistics excluded)."""
     return sum(p.numel() for p in module.parameters())
 
 
-@torch.no_grad()
+def _macs_by_module(module: nn.Module, *inputs: Tensor) -> dict[str, int]:
+    """MACs per module path (``""`` for the whole model) of one forward pass, matrix products and convolutions only."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        module(*inputs)
+    root = type(module).__name__
+    by_module = {"": counter.get_total_flops() // 2}
+    for path, counts in counter.get_flop_counts().items():
+        if path.startswith(f"{root}."):
+            by_module[path[len(root) + 1 :]] = sum(counts.values()) // 2
+    return by_module
+
+
 def count_macs(module: nn.Module, *inputs: Tensor) -> int:
     """Multiply-accumulates of one forward pass, counting matrix products and convolutions only —
     the convention of the SE and CBAM papers' GFLOPs. ``torch.utils.flop_counter`` counts 2 FLOPs per MAC."""
-    counter = FlopCounterMode(display=False)
-    with counter:
-        module(*inputs)
-    return counter.get_total_flops() // 2
+    return _macs_by_module(module, *inputs)[""]
+
+
+@torch.no_grad()
+def measure_latency(
+    models: Sequence[nn.Module], x: Tensor, *, rounds: int = 5, warmup: int = 1
+) -> list[float]:
+    """Median seconds per forward of each model on ``x``, the models interleaved within every round so
+    that they share the machine's state; ratios between them are what to read."""
+    for model in models:
+        model.eval()
+        for _ in range(warmup):
+            model(x)
+    samples: list[list[float]] = [[] for _ in models]
+    for _ in range(rounds):
+        for index, model in enumerate(models):
+            start = time.perf_counter()
+            model(x)
+            samples[index].append(time.perf_counter() - start)
+    return [statistics.median(times) for times in samples]
+
+
+@dataclass
+class ProfileReport:
+    """What :func:`profile` measured. MACs count convolutions and linear layers only (papers' convention)."""
+
+    input_shape: tuple[int, ...]
+    params: int
+    macs: int
+    attention_params: int
+    attention_macs: int
+    attention_blocks: int
+    latency_ms: dict[int, float] = field(default_factory=dict)
+    baseline_latency_ms: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def attention_param_share(self) -> float:
+        return self.attention_params / self.params if self.params else 0.0
+
+    @property
+    def attention_mac_share(self) -> float:
+        return self.attention_macs / self.macs if self.macs else 0.0
+
+    def latency_ratio(self, batch_size: int) -> float:
+        return self.latency_ms[batch_size] / self.baseline_latency_ms[batch_size]
+
+
+def profile(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    baseline: nn.Module | None = None,
+    batch_sizes: Sequence[int] = (1, 8),
+    rounds: int = 5,
+) -> ProfileReport:
+    """Parameters, MACs and the attention's share of both for one ``input_shape`` (C, H, W) sample;
+    with ``baseline`` (the same model without attention), latency at each batch size for both, interleaved."""
+    input_shape = tuple(int(size) for size in input_shape)
+    if not input_shape or any(size < 1 for size in input_shape):
+        raise ValueError(f"input_shape must be positive sizes such as (3, 224, 224), got {input_shape}")
+    model = model.eval()
+    sample = torch.randn(1, *input_shape)
+    macs = _macs_by_module(model, sample)
+    blocks = find_attention_blocks(model)
+    report = ProfileReport(
+        input_shape=input_shape,
+        params=count_parameters(model),
+        macs=macs[""],
+        attention_params=sum(count_parameters(block) for _, block in blocks),
+        attention_macs=sum(macs.get(name, 0) for name, _ in blocks),
+        attention_blocks=len(blocks),
+    )
+    if baseline is not None:
+        for batch_size in batch_sizes:
+            x = torch.randn(batch_size, *input_shape)
+            with_attention, without = measure_latency([model, baseline], x, rounds=rounds)
+            report.latency_ms[batch_size] = with_attention * 1e3
+            report.baseline_latency_ms[batch_size] = without * 1e3
+    return report

@@ -3,7 +3,14 @@
 from plugattn.blocks.cbam import CBAM, ORDERS, ChannelGate, ConvBN, SpatialGate
 from plugattn.blocks.gate import GATE_FUNCTIONS, GateActivation, find_gates
 from plugattn.blocks.pooling import POOL_TYPES, global_pool
-from plugattn.blocks.registry import attention_options, create_attention, list_attention, register_attention
+from plugattn.blocks.registry import (
+    attention_options,
+    create_attention,
+    find_attention_blocks,
+    is_attention_block,
+    list_attention,
+    register_attention,
+)
 from plugattn.blocks.squeeze_excite import SQUEEZES, SqueezeExcite
 
 __all__ = [
@@ -19,8 +26,10 @@ __all__ = [
     "SqueezeExcite",
     "attention_options",
     "create_attention",
+    "find_attention_blocks",
     "find_gates",
     "global_pool",
+    "is_attention_block",
     "list_attention",
     "register_attention",
 ]

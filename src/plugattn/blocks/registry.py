@@ -22,6 +22,7 @@ from plugattn.blocks.squeeze_excite import SqueezeExcite
 AttentionFactory = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, AttentionFactory] = {}
+_BLOCK_TYPES: set[type[nn.Module]] = set()
 
 
 def register_attention(
@@ -71,7 +72,23 @@ def create_attention(name: str, channels: int, **options: object) -> nn.Module:
         unknown = sorted(set(options) - accepted)
         if unknown:
             raise TypeError(f"attention {name!r} does not take option(s) {unknown}; it takes {sorted(accepted)}")
-    return factory(channels, **options)
+    block = factory(channels, **options)
+    _BLOCK_TYPES.add(type(block))
+    return block
+
+
+def is_attention_block(module: nn.Module) -> bool:
+    """True for plugattn's blocks and for any module type that :func:`create_attention` has built."""
+    return isinstance(module, (SqueezeExcite, ChannelGate, SpatialGate, CBAM)) or type(module) in _BLOCK_TYPES
+
+
+def find_attention_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The outermost attention blocks inside ``model`` (a CBAM, not also its gates), with their names."""
+    found: list[tuple[str, nn.Module]] = []
+    for name, module in model.named_modules():
+        if is_attention_block(module) and not any(name.startswith(f"{outer}.") or outer == "" for outer, _ in found):
+            found.append((name, module))
+    return found
 
 
 def _spatial_gate(

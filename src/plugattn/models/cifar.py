@@ -1,0 +1,158 @@
+"""CIFAR-style networks for 32×32 inputs: He et al.'s ResNet-20…110 (identity shortcuts with zero
+padding, "option A"), the pre-activation ResNet-164 (He et al., ECCV 2016) and WRN-16-8 (Zagoruyko &
+Komodakis, 2016). Three stages; a 3×3 stem; global average pooling and a linear classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from plugattn.models.resnet import conv1x1, conv3x3, initialise_resnet
+from plugattn.models.units import AttentionBuilder, ResidualUnit
+
+
+class PadShortcut(nn.Module):
+    """He et al.'s option A: subsample by ``stride`` and zero-pad the new channels (no parameters)."""
+
+    def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.extra = out_planes - in_planes
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+
+
+class CifarBasicBlock(ResidualUnit):
+    """Two 3×3 convolutions, post-activation, option-A shortcut (ResNet-20…110)."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(in_planes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = PadShortcut(in_planes, planes, stride) if stride != 1 or in_planes != planes else None
+
+    def branch(self, x: Tensor) -> Tensor:
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+    def merge(self, residual: Tensor, identity: Tensor) -> Tensor:
+        return self.relu(residual + identity)
+
+
+class _PreActivationUnit(ResidualUnit):
+    """``branch(relu(bn1(x))) + shortcut``: the shortcut projection, where there is one, reads the
+    pre-activated input, as in the reference implementations; no activation after the addition."""
+
+
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        activated = self.relu(self.bn1(x))
+        return activated, (x if self.downsample is None else activated)
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+    def merge(self, residual: Tensor, identity: Tensor) -> Tensor:
+        return residual + identity
+
+
+class PreActBottleneck(_PreActivationUnit):
+    """BN-ReLU-1×1, BN-ReLU-3×3, BN-ReLU-1×1 ×4 (ResNet-164); 1×1 projection when the shape changes."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        out_planes = planes * self.expansion
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = conv1x1(in_planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn3 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, out_planes)
+        self.relu = nn.ReLU(inplace=False)
+        self.downsample = conv1x1(in_planes, out_planes, stride) if stride != 1 or in_planes != out_planes else None
+
+    def branch(self, x: Tensor) -> Tensor:
+        out = self.conv1(x)
+        out = self.conv2(self.relu(self.bn2(out)))
+        return self.conv3(self.relu(self.bn3(out)))
+
+
+class WideBasicBlock(_PreActivationUnit):
+    """BN-ReLU-3×3, BN-ReLU-(dropout)-3×3 (WRN); 1×1 projection when the shape changes."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = conv3x3(in_planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = conv3x3(planes, planes)
+        self.relu = nn.ReLU(inplace=False)
+        self.downsample = conv1x1(in_planes, planes, stride) if stride != 1 or in_planes != planes else None
+
+    def branch(self, x: Tensor) -> Tensor:
+        return self.conv2(self.dropout(self.relu(self.bn2(self.conv1(x)))))
+
+
+class CifarResNet(nn.Module):
+    """3×3 stem with ``stem_width`` channels, three stages of ``depth_per_stage`` units of widths
+    ``widths``, (for pre-activation nets a final BN-ReLU), global average pooling, linear classifier."""
+
+    def __init__(
+        self,
+        block: type[CifarBasicBlock] | type[PreActBottleneck] | type[WideBasicBlock],
+        depth_per_stage: int,
+        *,
+        widths: Sequence[int] = (16, 32, 64),
+        stem_width: int = 16,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        attention: AttentionBuilder | None = None,
+        position: str = "standard",
+        stages: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        pre_activation = issubclass(block, _PreActivationUnit)
+        self.conv1 = conv3x3(in_channels, stem_width)
+        self.bn1 = nn.Identity() if pre_activation else nn.BatchNorm2d(stem_width)
+        self.relu = nn.ReLU(inplace=True)
+        in_planes = stem_width
+        for index, planes in enumerate(widths, start=1):
+            units = []
+            for unit_index in range(depth_per_stage):
+                stride = 2 if index > 1 and unit_index == 0 else 1
+                unit = block(in_planes, planes, stride)
+                if attention is not None and (stages is None or index in stages):
+                    unit.add_attention(attention, position, in_planes, planes * block.expansion)
+                units.append(unit)
+                in_planes = planes * block.expansion
+            self.add_module(f"layer{index}", nn.Sequential(*units))
+        self.final_bn = nn.BatchNorm2d(in_planes) if pre_activation else nn.Identity()
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(in_planes, num_classes)
+        self.pre_activation = pre_activation
+        initialise_resnet(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)
+        if not self.pre_activation:
+            x = self.relu(self.bn1(x))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        if self.pre_activation:
+            x = self.relu(self.final_bn(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))

@@ -1,0 +1,185 @@
+"""``create_model``: the papers' networks by name, with attention none / se / cbam / any registered block."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from plugattn.blocks import attention_options, create_attention
+from plugattn.blocks._checks import require_choice, require_positive_int
+from plugattn.models.cifar import CifarBasicBlock, CifarResNet, PreActBottleneck, WideBasicBlock
+from plugattn.models.resnet import BasicBlock, Bottleneck, ResNet
+from plugattn.models.units import POSITIONS, ResidualUnit
+
+ATTENTION_PREFIXES = ("se", "cbam")
+
+PAPER_BLOCK_DEFAULTS: dict[str, dict[str, object]] = {"se": {"bias": True}}
+"""The papers' SE-ResNets have biases in both FC layers (their parameter counts prove it); the seed's
+SELayer has none. Zoo models follow the papers unless ``bias`` is passed explicitly."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """How to build one architecture: a constructor taking the attention keywords, plus facts about it."""
+
+    build: Callable[..., nn.Module]
+    family: str  # "imagenet" or "cifar"
+    num_stages: int
+    input_size: tuple[int, int, int]
+    default_classes: int
+    description: str
+
+
+def _imagenet(block, layers, description, **options) -> ModelEntry:
+    return ModelEntry(functools.partial(ResNet, block, layers, **options), "imagenet", 4, (3, 224, 224), 1000, description)
+
+
+def _cifar(block, depth_per_stage, description, **options) -> ModelEntry:
+    return ModelEntry(
+        functools.partial(CifarResNet, block, depth_per_stage, **options), "cifar", 3, (3, 32, 32), 10, description
+    )
+
+
+def _build_registry() -> dict[str, ModelEntry]:
+    entries: dict[str, ModelEntry] = {
+        "resnet18": _imagenet(BasicBlock, (2, 2, 2, 2), "ResNet-18"),
+        "resnet34": _imagenet(BasicBlock, (3, 4, 6, 3), "ResNet-34"),
+        "wide_resnet18_x1_5": _imagenet(BasicBlock, (2, 2, 2, 2), "ResNet-18, stage widths x1.5 (CBAM paper)",
+                                        widths=(96, 192, 384, 768)),
+        "wide_resnet18_x2": _imagenet(BasicBlock, (2, 2, 2, 2), "ResNet-18, stage widths x2 (CBAM paper)",
+                                      widths=(128, 256, 512, 1024)),
+    }
+    bottlenecks = {
+        "resnet50": ((3, 4, 6, 3), "ResNet-50", {}),
+        "resnet101": ((3, 4, 23, 3), "ResNet-101", {}),
+        "resnet152": ((3, 8, 36, 3), "ResNet-152", {}),
+        "resnext50_32x4d": ((3, 4, 6, 3), "ResNeXt-50 (32x4d)", {"groups": 32, "width_per_group": 4}),
+        "resnext101_32x4d": ((3, 4, 23, 3), "ResNeXt-101 (32x4d)", {"groups": 32, "width_per_group": 4}),
+    }
+    for name, (layers, description, options) in bottlenecks.items():
+        entries[name] = _imagenet(Bottleneck, layers, f"{description}, v1.5 (torchvision)", **options)
+        entries[f"{name}_v1"] = _imagenet(
+            Bottleneck, layers, f"{description}, v1 (stride in 1x1; the papers' FLOPs)", stride_in_1x1=True, **options
+        )
+    for depth in (20, 32, 44, 56, 110):
+        entries[f"resnet{depth}"] = _cifar(CifarBasicBlock, (depth - 2) // 6, f"CIFAR ResNet-{depth} (He et al., option A)")
+    entries["preact_resnet164"] = _cifar(PreActBottleneck, 18, "CIFAR pre-activation ResNet-164 (bottleneck)")
+    entries["wrn16_8"] = _cifar(WideBasicBlock, 2, "CIFAR WRN-16-8 (Zagoruyko & Komodakis)", widths=(128, 256, 512))
+    return entries
+
+
+MODELS: dict[str, ModelEntry] = _build_registry()
+
+
+def list_models(*, attention: bool = True) -> list[str]:
+    """Every name :func:`create_model` accepts: the base names and, with ``attention``, their ``se_`` and ``cbam_`` forms."""
+    names = sorted(MODELS)
+    if attention:
+        names += [f"{prefix}_{name}" for prefix in ATTENTION_PREFIXES for name in sorted(MODELS)]
+    return names
+
+
+def resolve_model_name(name: str) -> tuple[str, str | None]:
+    """Split ``"cbam_resnet50"`` into ``("resnet50", "cbam")``; unknown names list the close matches."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__} {name!r}")
+    if name in MODELS:
+        return name, None
+    prefix, _, base = name.partition("_")
+    if prefix in ATTENTION_PREFIXES and base in MODELS:
+        return base, prefix
+    close = difflib.get_close_matches(name, list_models(), n=5, cutoff=0.6)
+    hint = f"; close matches: {', '.join(close)}" if close else ""
+    raise ValueError(f"unknown model name {name!r}{hint}. plugattn.list_models() lists all {len(list_models())}")
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The :class:`ModelEntry` for a base or prefixed model name."""
+    return MODELS[resolve_model_name(name)[0]]
+
+
+def _check_stages(stages: Sequence[int] | None, entry: ModelEntry, name: str) -> tuple[int, ...] | None:
+    if stages is None:
+        return None
+    if isinstance(stages, int):
+        stages = (stages,)
+    stages = tuple(stages)
+    valid = range(1, entry.num_stages + 1)
+    if not stages or any(isinstance(s, bool) or not isinstance(s, int) or s not in valid for s in stages):
+        raise ValueError(f"stages must be a non-empty selection of 1..{entry.num_stages} for {name}; got {stages!r}")
+    return stages
+
+
+def attention_builder(attention: str, reduction: int, block_options: Mapping[str, object]) -> Callable[[int], nn.Module]:
+    """A function ``channels -> block`` for the registry name ``attention`` with the papers' defaults applied."""
+    options = {**PAPER_BLOCK_DEFAULTS.get(attention, {}), **block_options}
+    accepted = attention_options(attention)
+    if accepted is None or "reduction" in accepted:
+        options["reduction"] = reduction
+    create_attention(attention, 64, **options)  # fail on bad options now, not deep inside the network
+    return lambda channels: create_attention(attention, channels, **options)
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    attention: str | None = None,
+    reduction: int = 16,
+    position: str = "standard",
+    stages: Sequence[int] | None = None,
+    **block_options: object,
+) -> nn.Module:
+    """Build a zoo network, optionally with an attention block in every residual unit of ``stages``.
+
+    ``name`` is a base name from :func:`list_models` or its ``se_``/``cbam_`` form. ``attention`` is any
+    registry name (``"se"``, ``"cbam"``, ``"cbam-channel"``, …); ``position`` is ``standard`` (end of the
+    residual branch), ``pre``, ``post`` or ``identity``; ``stages`` are 1-based. ``num_classes`` defaults
+    to 1000 for ImageNet-style and 10 for CIFAR-style networks. Extra keywords go to the blocks.
+    """
+    base, prefix = resolve_model_name(name)
+    entry = MODELS[base]
+    if prefix is not None and attention not in (None, prefix):
+        raise ValueError(f"name {name!r} already selects attention {prefix!r}; got attention={attention!r} as well")
+    attention = prefix or (None if attention in (None, "none") else attention)
+    num_classes = entry.default_classes if num_classes is None else require_positive_int("num_classes", num_classes)
+    require_choice("position", position, POSITIONS)
+    stages = _check_stages(stages, entry, name)
+    if attention is None:
+        if block_options:
+            raise ValueError(f"block options {sorted(block_options)} were given but attention is None")
+        return entry.build(num_classes=num_classes)
+    builder = attention_builder(attention, reduction, block_options)
+    return entry.build(num_classes=num_classes, attention=builder, position=position, stages=stages)
+
+
+def without_attention(model: nn.Module) -> nn.Module:
+    """A copy of a zoo ``model`` with every residual unit's attention removed: exactly the plain network."""
+    plain = copy.deepcopy(model)
+    for module in plain.modules():
+        if isinstance(module, ResidualUnit):
+            module.attention = None
+    return plain
+
+
+def load_backbone_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Load a plain network's weights (e.g. torchvision's ResNet) into ``model``; return the keys left
+    missing, which must all belong to attention blocks. Unexpected keys or shape mismatches raise."""
+    own = model.state_dict()
+    unexpected = [key for key in state_dict if key not in own]
+    if unexpected:
+        raise ValueError(f"state_dict has keys this model does not: {unexpected[:10]}")
+    for key, value in state_dict.items():
+        if own[key].shape != value.shape:
+            raise ValueError(f"shape mismatch for {key}: state_dict has {tuple(value.shape)}, model has {tuple(own[key].shape)}")
+    result = model.load_state_dict(state_dict, strict=False)
+    not_attention = [key for key in result.missing_keys if ".attention." not in f".{key}"]
+    if not_attention:
+        raise ValueError(f"state_dict lacks non-attention weights of this model: {not_attention[:10]}")
+    return list(result.missing_keys)

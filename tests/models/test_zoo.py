@@ -1,0 +1,180 @@
+"""create_model: torchvision equivalence, attention positions computed by hand, stages, bad input."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.resnet import Bottleneck as TVBottleneck
+from torchvision.models.resnet import ResNet as TVResNet
+
+from plugattn import CBAM, SqueezeExcite
+from plugattn.models import (
+    MODELS,
+    ResidualUnit,
+    create_model,
+    list_models,
+    load_backbone_state_dict,
+    model_entry,
+    without_attention,
+)
+from plugattn.profiling import count_parameters
+
+TORCHVISION = {
+    "resnet18": torchvision.models.resnet18,
+    "resnet34": torchvision.models.resnet34,
+    "resnet50": torchvision.models.resnet50,
+    "resnet101": torchvision.models.resnet101,
+    "resnext50_32x4d": torchvision.models.resnext50_32x4d,
+    "resnext101_32x4d": lambda: TVResNet(TVBottleneck, [3, 4, 23, 3], groups=32, width_per_group=4),
+}
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_plain_model_is_torchvision_key_for_key_and_output_for_output(name):
+    torch.manual_seed(0)
+    reference = TORCHVISION[name]().eval()
+    ours = create_model(name).eval()
+    ours_state = ours.state_dict()
+    assert list(ours_state) == list(reference.state_dict())
+    assert all(ours_state[k].shape == v.shape for k, v in reference.state_dict().items())
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(1, 3, 96, 96)
+    torch.testing.assert_close(ours(x), reference(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["se", "cbam"])
+def test_torchvision_weights_load_and_only_attention_is_missing(attention):
+    reference = torchvision.models.resnet50()
+    model = create_model("resnet50", attention=attention)
+    missing = load_backbone_state_dict(model, reference.state_dict())
+    # BatchNorm tolerates a missing num_batches_tracked, so torch does not report it
+    attention_keys = {k for k in model.state_dict() if ".attention." in k and not k.endswith("num_batches_tracked")}
+    assert set(missing) == attention_keys and len(attention_keys) > 0
+    torch.testing.assert_close(model.layer3[2].conv2.weight, reference.layer3[2].conv2.weight)
+
+
+def test_load_backbone_rejects_foreign_weights():
+    with pytest.raises(ValueError, match="keys this model does not"):
+        load_backbone_state_dict(create_model("resnet18"), torchvision.models.resnet18().state_dict() | {"extra": torch.zeros(1)})
+    with pytest.raises(ValueError, match=r"shape mismatch for fc.weight: state_dict has \(1000, 2048\), model has \(1000, 512\)"):
+        wrong = torchvision.models.resnet18().state_dict() | {"fc.weight": torch.zeros(1000, 2048)}
+        load_backbone_state_dict(create_model("resnet18"), wrong)
+    partial = {k: v for k, v in torchvision.models.resnet18().state_dict().items() if not k.startswith("fc.")}
+    with pytest.raises(ValueError, match="non-attention weights.*fc"):
+        load_backbone_state_dict(create_model("resnet18"), partial)
+
+
+def test_zoo_se_has_the_papers_biases_unless_told_otherwise():
+    assert create_model("se_resnet50").layer1[0].attention.fc[0].bias is not None
+    assert create_model("se_resnet50", bias=False).layer1[0].attention.fc[0].bias is None
+
+
+def test_attention_none_is_exactly_the_plain_network():
+    torch.manual_seed(0)
+    plain = create_model("resnet20", attention=None)
+    assert not any(isinstance(m, (SqueezeExcite, CBAM)) for m in plain.modules())
+    with_cbam = create_model("cbam_resnet20")
+    stripped = without_attention(with_cbam)
+    assert list(stripped.state_dict()) == list(plain.state_dict())
+    assert count_parameters(stripped) == count_parameters(plain)
+
+
+def _unit_by_hand(unit: ResidualUnit, x: torch.Tensor, position: str) -> torch.Tensor:
+    """The residual unit's forward written out for each SENet integration position (Fig. 5 of the SENet paper)."""
+    attention = unit.attention
+    branch_input, shortcut_input = unit.split(x)
+    if position == "pre":
+        branch_input = attention(branch_input)
+    residual = unit.branch(branch_input)
+    if position == "standard":
+        residual = attention(residual)
+    identity = unit.shortcut(shortcut_input)
+    if position == "identity":
+        identity = attention(identity)
+    out = unit.merge(residual, identity)
+    return attention(out) if position == "post" else out
+
+
+@pytest.mark.parametrize("position", ["standard", "pre", "post", "identity"])
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("resnet18", (2, 3, 64, 64)), ("resnet50", (2, 3, 64, 64)), ("resnet20", (2, 3, 32, 32)),
+     ("preact_resnet164", (2, 3, 32, 32)), ("wrn16_8", (2, 3, 32, 32))],
+)
+def test_positions_put_the_block_where_senet_says(name, shape, position):
+    torch.manual_seed(0)
+    model = create_model(name, attention="se", reduction=4, position=position).eval()
+    unit = model.layer2[0]  # a downsampling unit: input and output channels differ
+    expected_channels = unit.conv1.in_channels if position == "pre" else model.layer2[-1].attention.channels
+    assert unit.attention.channels == expected_channels
+    x = torch.randn(shape[0], unit.conv1.in_channels, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(unit(x), _unit_by_hand(unit, x, position))
+        unit_plain = without_attention(unit)
+        assert not torch.allclose(unit(x), unit_plain(x))
+
+
+def test_pre_position_does_not_touch_the_identity_path():
+    unit = create_model("resnet18", attention="se", position="pre").eval().layer1[0]
+    unit.attention = nn.Identity()  # still identical once the block is neutral
+    x = torch.randn(1, 64, 8, 8)
+    torch.testing.assert_close(unit(x), without_attention(unit)(x))
+
+
+def test_stages_select_where_blocks_go():
+    model = create_model("resnet50", attention="cbam", stages=(3, 4))
+    with_block = [name for name, m in model.named_modules() if isinstance(m, ResidualUnit) and m.attention is not None]
+    assert len(with_block) == 6 + 3 and all(name.startswith(("layer3", "layer4")) for name in with_block)
+    assert sum(isinstance(m, CBAM) for m in create_model("cbam_resnet20", stages=[1]).modules()) == 3
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_forward_and_backward_at_natural_size(name):
+    torch.manual_seed(0)
+    model = create_model(name, attention="cbam", num_classes=7)
+    x = torch.randn(2, *model_entry(name).input_size)
+    out = model(x)
+    assert out.shape == (2, 7)
+    out.sum().backward()
+    assert model.conv1.weight.grad is not None
+    assert all(p.grad is not None for p in model.layer1[0].attention.parameters())
+
+
+def test_names_and_prefixes():
+    names = list_models()
+    assert {"resnet50", "resnet50_v1", "cbam_resnet50", "cbam_resnet50_v1", "se_resnet20", "wrn16_8"} <= set(names)
+    assert len(names) == 3 * len(MODELS)
+    assert isinstance(create_model("cbam_resnet20").layer1[0].attention, CBAM)
+    assert isinstance(create_model("resnet20", attention="se").layer1[0].attention, SqueezeExcite)
+
+
+BAD = [
+    (dict(name="resnet5"), ValueError, ["unknown model name 'resnet5'", "resnet50", "resnet56"]),
+    (dict(name="cbam_resnt50"), ValueError, ["cbam_resnet50"]),
+    (dict(name="resnet50", stages=(5,)), ValueError, ["stages", "1..4", "(5,)"]),
+    (dict(name="resnet20", stages=(4,), attention="se"), ValueError, ["stages", "1..3", "resnet20"]),
+    (dict(name="resnet20", stages=(), attention="se"), ValueError, ["stages"]),
+    (dict(name="resnet18", attention="se", position="middle"), ValueError, ["position", "'identity'", "'middle'"]),
+    (dict(name="resnet18", num_classes=0), ValueError, ["num_classes", "0"]),
+    (dict(name="resnet18", num_classes=2.5), TypeError, ["num_classes", "float"]),
+    (dict(name="cbam_resnet18", attention="se"), ValueError, ["already selects attention 'cbam'", "'se'"]),
+    (dict(name="resnet18", kernel_size=3), ValueError, ["block options", "kernel_size", "attention is None"]),
+    (dict(name="resnet18", attention="se", kernel_size=3), TypeError, ["'se'", "kernel_size"]),
+    (dict(name="resnet18", attention="sse"), ValueError, ["attention must be one of", "did you mean 'se'"]),
+    (dict(name="resnet18", attention="cbam", reduction=0), ValueError, ["reduction", "0"]),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "fragments"), BAD, ids=lambda v: None)
+def test_bad_input(kwargs, error, fragments):
+    kwargs = dict(kwargs)
+    with pytest.raises(error) as caught:
+        create_model(kwargs.pop("name"), **kwargs)
+    for fragment in fragments:
+        assert fragment in str(caught.value), (fragment, str(caught.value))
+
+
+def test_zoo_models_script():
+    model = create_model("cbam_resnet20", position="post").eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(torch.jit.script(model)(x), model(x))

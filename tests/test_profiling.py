@@ -1,0 +1,45 @@
+"""profile(): parameters, MACs and the attention's share, checked against independent counts."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from plugattn.cli import app
+from plugattn.models import create_model, without_attention
+from plugattn.profiling import count_macs, count_parameters, profile
+
+
+def test_attention_share_equals_the_difference_to_the_plain_network():
+    model = create_model("cbam_resnet20")
+    plain = without_attention(model)
+    report = profile(model, (3, 32, 32), baseline=plain, batch_sizes=(1, 2), rounds=2)
+    assert report.params == count_parameters(model)
+    assert report.attention_params == count_parameters(model) - count_parameters(plain)
+    x = torch.randn(1, 3, 32, 32)
+    assert report.attention_macs == count_macs(model, x) - count_macs(plain, x)
+    assert report.attention_blocks == 9
+    assert set(report.latency_ms) == {1, 2} and all(v > 0 for v in report.baseline_latency_ms.values())
+    assert report.latency_ratio(2) == report.latency_ms[2] / report.baseline_latency_ms[2]
+
+
+def test_se_block_macs_by_hand():
+    # SE on C channels with hidden h: two matrix products, C*h MACs each, per image
+    model = create_model("se_resnet20", reduction=4)
+    report = profile(model, (3, 32, 32))
+    per_stage = [(16, 4), (32, 8), (64, 16)]
+    assert report.attention_macs == sum(3 * 2 * c * h for c, h in per_stage)
+    assert report.attention_params == sum(3 * (2 * c * h + c + h) for c, h in per_stage)
+    assert report.latency_ms == {}
+
+
+def test_profile_rejects_a_bad_shape():
+    with pytest.raises(ValueError, match="input_shape"):
+        profile(create_model("resnet20"), (3, 0, 32))
+
+
+def test_cli_profile_prints_the_table():
+    result = CliRunner().invoke(app, ["profile", "se_resnet20", "--rounds", "1"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "0.272 M" in result.output and "attention MACs" in result.output and "latency, batch 8" in result.output
+    bad = CliRunner().invoke(app, ["profile", "resnet5"])
+    assert bad.exit_code != 0 and "resnet50" in bad.output

@@ -33,7 +33,7 @@ class CifarBasicBlock(ResidualUnit):
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
+        super().__init__(in_planes, planes)
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
@@ -73,7 +73,7 @@ class PreActBottleneck(_PreActivationUnit):
     expansion = 4
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
+        super().__init__(in_planes, planes * self.expansion)
         out_planes = planes * self.expansion
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = conv1x1(in_planes, planes)
@@ -96,7 +96,7 @@ class WideBasicBlock(_PreActivationUnit):
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, dropout: float = 0.0) -> None:
-        super().__init__()
+        super().__init__(in_planes, planes)
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -138,7 +138,7 @@ class CifarResNet(nn.Module):
                 stride = 2 if index > 1 and unit_index == 0 else 1
                 unit = block(in_planes, planes, stride)
                 if attention is not None and (stages is None or index in stages):
-                    unit.add_attention(attention, position, in_planes, planes * block.expansion)
+                    unit.add_attention(attention, position)
                 units.append(unit)
                 in_planes = planes * block.expansion
             self.add_module(f"layer{index}", nn.Sequential(*units))

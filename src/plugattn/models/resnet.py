@@ -44,7 +44,7 @@ class BasicBlock(_PostActivationUnit):
         self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
         groups: int = 1, base_width: int = 64, stride_in_1x1: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(inplanes, planes)
         if groups != 1 or base_width != 64:
             raise ValueError(f"BasicBlock supports groups=1 and base_width=64 only, got {groups} and {base_width}")
         self.conv1 = conv3x3(inplanes, planes, stride)
@@ -68,7 +68,7 @@ class Bottleneck(_PostActivationUnit):
         self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
         groups: int = 1, base_width: int = 64, stride_in_1x1: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(inplanes, planes * self.expansion)
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(inplanes, width, stride if stride_in_1x1 else 1)
         self.bn1 = nn.BatchNorm2d(width)
@@ -126,7 +126,7 @@ class ResNet(nn.Module):
                     )
                 unit = block(self.inplanes, planes, stride, downsample, groups, width_per_group, stride_in_1x1)
                 if attention is not None and (stages is None or index in stages):
-                    unit.add_attention(attention, position, self.inplanes, planes * block.expansion)
+                    unit.add_attention(attention, position)
                 units.append(unit)
                 self.inplanes = planes * block.expansion
             self.add_module(f"layer{index}", nn.Sequential(*units))

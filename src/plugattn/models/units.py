@@ -27,15 +27,17 @@ class ResidualUnit(nn.Module):
     attention goes, so every unit type supports every position. ``attention`` is None for a plain unit.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
         self.position = "standard"
         self.attention: nn.Module | None = None
 
-    def add_attention(self, build: AttentionBuilder, position: str, in_channels: int, out_channels: int) -> None:
+    def add_attention(self, build: AttentionBuilder, position: str) -> None:
         """Place ``build(channels)`` at ``position``; ``pre`` sees the unit's input channels, the rest its output."""
         self.position = require_choice("position", position, POSITIONS)
-        self.attention = build(in_channels if position == "pre" else out_channels)
+        self.attention = build(self.in_channels if position == "pre" else self.out_channels)
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Inputs of the branch and of the shortcut; the same tensor unless the unit pre-activates."""

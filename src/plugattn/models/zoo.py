@@ -116,14 +116,23 @@ def _check_stages(stages: Sequence[int] | None, entry: ModelEntry, name: str) ->
     return stages
 
 
-def attention_builder(attention: str, reduction: int, block_options: Mapping[str, object]) -> Callable[[int], nn.Module]:
-    """A function ``channels -> block`` for the registry name ``attention`` with the papers' defaults applied."""
+def attention_builder(
+    attention: str, reduction: int, block_options: Mapping[str, object]
+) -> Callable[..., nn.Module]:
+    """A function ``(channels, dims=None) -> block`` for the registry name ``attention``, with the papers'
+    defaults applied; ``dims`` reaches blocks that take it unless the caller fixed it in ``block_options``."""
     options = {**PAPER_BLOCK_DEFAULTS.get(attention, {}), **block_options}
     accepted = attention_options(attention)
     if accepted is None or "reduction" in accepted:
         options["reduction"] = reduction
     create_attention(attention, 64, **options)  # fail on bad options now, not deep inside the network
-    return lambda channels: create_attention(attention, channels, **options)
+    takes_dims = (accepted is None or "dims" in accepted) and "dims" not in options
+
+    def build(channels: int, dims: int | None = None) -> nn.Module:
+        extra = {"dims": dims} if takes_dims and dims is not None else {}
+        return create_attention(attention, channels, **options, **extra)
+
+    return build
 
 
 def create_model(

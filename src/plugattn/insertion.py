@@ -140,40 +140,26 @@ def _own_dims(module: nn.Module, table: dict[type, int]) -> int | None:
     return next((dims for cls, dims in table.items() if isinstance(module, cls)), None)
 
 
-def _static_out(module: nn.Module) -> _Shape:
-    """Output channels and dims read from the module's definition, without running it."""
+def _declared_shape(module: nn.Module, side: str) -> _Shape:
+    """Channels and dims of the module's input (``side="in"``) or output (``"out"``), read from its
+    definition without running it; (None, None) when the definition does not say."""
     dims = _own_dims(module, _CONV_DIMS)
     if dims is not None:
-        return module.out_channels, dims
+        return (module.in_channels if side == "in" else module.out_channels), dims
     dims = _own_dims(module, _NORM_DIMS)
     if dims is not None:
         return module.num_features, dims
     if isinstance(module, nn.GroupNorm):
         return module.num_channels, None
-    if isinstance(module, ResidualUnit):
+    if side == "out" and isinstance(module, ResidualUnit):
         return module.out_channels, 2
     spec = residual_spec(module)
-    if spec is not None:
-        return _static_out(module.get_submodule(spec.channels_from or spec.branch_end))
+    if side == "out" and spec is not None:
+        return _declared_shape(module.get_submodule(spec.channels_from or spec.branch_end), side)
     if isinstance(module, nn.Sequential):
-        for child in reversed(list(module)):
-            shape = _static_out(child)
-            if shape[0] is not None or not isinstance(child, _CHANNEL_PRESERVING):
-                return shape
-    return None, None
-
-
-def _static_in(module: nn.Module) -> _Shape:
-    """Input channels and dims read from the module's definition, without running it."""
-    dims = _own_dims(module, _CONV_DIMS)
-    if dims is not None:
-        return module.in_channels, dims
-    dims = _own_dims(module, _NORM_DIMS)
-    if dims is not None:
-        return module.num_features, dims
-    if isinstance(module, nn.Sequential):
-        for child in module:
-            shape = _static_in(child)
+        children = list(module) if side == "in" else list(reversed(module))
+        for child in children:
+            shape = _declared_shape(child, side)
             if shape[0] is not None or not isinstance(child, _CHANNEL_PRESERVING):
                 return shape
     return None, None
@@ -182,7 +168,7 @@ def _static_in(module: nn.Module) -> _Shape:
 def _static_shapes(model: nn.Module) -> dict[str, _Shape]:
     """Output (channels, dims) of every module known statically; channel-preserving layers (activations,
     pooling, dropout) inside a Sequential inherit the count of the layer before them."""
-    shapes = {name: _static_out(module) for name, module in model.named_modules()}
+    shapes = {name: _declared_shape(module, "out") for name, module in model.named_modules()}
     for name, module in model.named_modules():
         if isinstance(module, nn.Sequential):
             current: _Shape = (None, None)
@@ -272,12 +258,12 @@ def insertion_points(model: nn.Module, example_input: Tensor | Sequence[Tensor] 
             channels, dims = traced[name][1] if name in traced else static[name]
             points.append(InsertionPoint(name, "after", channels, dims, type_name))
             continue
-        out = traced[name][1] if name in traced else _static_out(module)
+        out = traced[name][1] if name in traced else _declared_shape(module, "out")
         if isinstance(module, ResidualUnit):
             inp = (module.in_channels, out[1])
         else:
             start_name = f"{name}.{spec.branch_start}"
-            inp = traced[start_name][0] if start_name in traced else _static_in(getattr(module, spec.branch_start))
+            inp = traced[start_name][0] if start_name in traced else _declared_shape(getattr(module, spec.branch_start), "in")
         for kind in POSITIONS:
             if kind == "identity" and (spec.shortcut is None or not hasattr(module, spec.shortcut)):
                 continue

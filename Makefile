@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test clean
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: demo test clean fashion-mnist
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,8 +14,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(VENV)/bin/plugattn blocks
+demo: $(STAMP) fashion-mnist
+	$(VENV)/bin/plugattn demo
+
+# The embedded default data set: Debian's dataset-fashion-mnist package (installed when apt is usable).
+fashion-mnist:
+	@test -e $(FASHION_MNIST) || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	  else \
+	    echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'," \
+	         "or put the four IDX files in a folder and run: .venv/bin/plugattn demo --data-dir FOLDER"; \
+	  fi; }
 
 test: $(STAMP)
 	$(PY) -m pytest

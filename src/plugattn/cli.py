@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import torch
 import typer
 from rich.console import Console
@@ -116,3 +118,175 @@ def profile(
     Console().print(table)
     if report.latency_ms:
         Console().print(f"threads: {torch.get_num_threads()}; median of {rounds} interleaved rounds")
+
+
+def _fail(error: Exception, hint: str | None = None) -> typer.Exit:
+    Console(stderr=True).print(f"[bold red]error:[/] {error}" + (f"\n{hint}" if hint else ""))
+    return typer.Exit(2)
+
+
+def _train_config(**values: object) -> "TrainConfig":
+    from plugattn.training import TrainConfig, parse_int_list, parse_options
+
+    values["stages"] = parse_int_list(values.pop("stages"), "--stages")
+    values["milestones"] = parse_int_list(values["milestones"], "--milestones") or []
+    values["block_options"] = parse_options(values.pop("option") or [])
+    values["attention"] = None if values["attention"] in (None, "none") else values["attention"]
+    return TrainConfig(**values)
+
+
+@app.command()
+def train(
+    model: str = typer.Option("resnet20", help="Zoo model name (see `plugattn profile`)."),
+    attention: str = typer.Option("none", help="none, se, cbam, cbam-channel, … (any registry name)."),
+    reduction: int = typer.Option(16, help="Reduction ratio r."),
+    position: str = typer.Option("standard", help="standard, pre, post or identity."),
+    stages: str = typer.Option(None, help="Stages with attention, e.g. 3,4 (default: all)."),
+    option: list[str] = typer.Option(None, "--option", "-o", help="Block option key=value (repeatable), e.g. kernel_size=3, pool_types=avg+max."),
+    dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, cifar10, cifar100 or imagefolder:PATH."),
+    data_dir: str = typer.Option(None, help="Folder holding the data set's files."),
+    download: bool = typer.Option(False, help="Download CIFAR when missing (never by default)."),
+    train_subset: int = typer.Option(None, help="Train on this many images (a fixed random subset)."),
+    test_subset: int = typer.Option(None, help="Evaluate on this many test images."),
+    epochs: int = typer.Option(10),
+    batch_size: int = typer.Option(128),
+    optimizer: str = typer.Option("sgd", help="sgd (Nesterov momentum) or adamw."),
+    lr: float = typer.Option(0.1),
+    momentum: float = typer.Option(0.9),
+    weight_decay: float = typer.Option(5e-4),
+    schedule: str = typer.Option("cosine", help="cosine, step (x0.1 at each of --milestones) or constant."),
+    warmup_epochs: float = typer.Option(0.0),
+    milestones: str = typer.Option("30,60,90", help="Epochs at which the step schedule divides the lr by 10."),
+    label_smoothing: float = typer.Option(0.0),
+    precision: str = typer.Option("fp32", help="fp32, bf16 (CPU or CUDA) or fp16 (CUDA)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    channels_last: bool = typer.Option(False, "--channels-last"),
+    clip_grad: float = typer.Option(None, help="Clip the gradient norm to this value."),
+    seed: int = typer.Option(0),
+    workers: int = typer.Option(0, help="DataLoader worker processes."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    out: str = typer.Option("runs/train", help="Run folder: checkpoints, logs, summary, plots."),
+    resume: str = typer.Option(None, help="Checkpoint to continue from ('auto': OUT/last.safetensors)."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Train a zoo model; under `torchrun --nproc_per_node N` it trains with DDP."""
+    from plugattn.checkpoint import CheckpointError
+    from plugattn.data import DataError
+    from plugattn.training import train as run_training
+
+    try:
+        config = _train_config(
+            model=model, attention=attention, reduction=reduction, position=position, stages=stages, option=option,
+            dataset=dataset, data_dir=data_dir, download=download, train_subset=train_subset, test_subset=test_subset,
+            epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+            weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, milestones=milestones,
+            label_smoothing=label_smoothing, precision=precision, compile=compile, channels_last=channels_last,
+            clip_grad=clip_grad, seed=seed, workers=workers, device=device, out_dir=out, progress=progress,
+        )
+        checkpoint = f"{out}/last.safetensors" if resume == "auto" else resume
+        summary = run_training(config, resume=checkpoint)
+    except (DataError, CheckpointError, ValueError, TypeError, OSError) as error:
+        raise _fail(error) from None
+    except KeyboardInterrupt:
+        raise _fail(KeyboardInterrupt("interrupted"), f"the last complete epoch is in {out}/last.safetensors; "
+                    "continue with --resume auto") from None
+    if summary:
+        Console().print(f"top-1 {summary['top1']:.2%}, top-5 {summary['top5']:.2%} after {config.epochs} epochs "
+                        f"({summary['train_seconds']:.0f} s training); {out}/summary.json, {out}/confusion.png")
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: str = typer.Argument(..., help="A checkpoint written by `plugattn train`."),
+    dataset: str = typer.Option(None, help="Evaluate on another data set with the same classes."),
+    data_dir: str = typer.Option(None),
+    output: str = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
+) -> None:
+    """Top-1/top-5 and per-class accuracy of a checkpoint on its test split."""
+    import json
+
+    from plugattn.checkpoint import CheckpointError
+    from plugattn.data import DataError
+    from plugattn.training import evaluate_checkpoint
+
+    try:
+        metrics = evaluate_checkpoint(checkpoint, dataset=dataset, data_dir=data_dir)
+    except (DataError, CheckpointError, ValueError) as error:
+        raise _fail(error) from None
+    table = Table(title=f"{checkpoint} (epoch {metrics['epoch']}): top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%}")
+    table.add_column("class")
+    table.add_column("accuracy", justify="right")
+    for name, accuracy in zip(metrics["classes"], metrics["per_class_accuracy"]):
+        table.add_row(name, f"{accuracy:.2%}")
+    Console().print(table)
+    if output:
+        pathlib.Path(output).write_text(json.dumps(metrics, indent=2))
+
+
+@app.command()
+def sweep(
+    grid: list[str] = typer.Argument(..., help="key=v1,v2 … e.g. attention=none,se,cbam reduction=8,16 seeds=0,1,2"),
+    model: str = typer.Option("resnet20"),
+    dataset: str = typer.Option("fashion-mnist"),
+    data_dir: str = typer.Option(None),
+    epochs: int = typer.Option(10),
+    batch_size: int = typer.Option(128),
+    lr: float = typer.Option(0.1),
+    train_subset: int = typer.Option(None),
+    test_subset: int = typer.Option(None),
+    precision: str = typer.Option("fp32"),
+    workers: int = typer.Option(0),
+    out: str = typer.Option("runs/sweep"),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Run an ablation grid (resumable: finished runs are skipped) and write results.csv/.md/.png."""
+    from plugattn.checkpoint import CheckpointError
+    from plugattn.data import DataError
+    from plugattn.sweep import parse_grid
+    from plugattn.sweep import sweep as run_sweep
+    from plugattn.training import TrainConfig
+
+    base = TrainConfig(model=model, dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size, lr=lr,
+                       train_subset=train_subset, test_subset=test_subset, precision=precision, workers=workers,
+                       progress=progress)
+    try:
+        run_sweep(base, parse_grid(grid), out)
+    except (DataError, CheckpointError, ValueError, TypeError) as error:
+        raise _fail(error) from None
+    Console().print(pathlib.Path(out, "results.md").read_text())
+    Console().print(f"{out}/results.csv, {out}/results.png")
+
+
+@app.command()
+def demo(
+    out: str = typer.Option("runs/demo", help="Where the runs, table and plots go."),
+    data_dir: str = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (default: Debian's)."),
+    train_subset: int = typer.Option(30000, help="Training images per model (same subset for all)."),
+    epochs: int = typer.Option(1),
+    seed: int = typer.Option(0),
+) -> None:
+    """The main job: ResNet-20 plain / SE / CBAM on Fashion-MNIST with the same budget and seed, compared."""
+    from plugattn.data import DataError, load_fashion_mnist
+    from plugattn.sweep import sweep as run_sweep
+    from plugattn.training import TrainConfig
+
+    try:
+        load_fashion_mnist(data_dir)
+    except DataError as error:
+        raise _fail(error) from None
+    base = TrainConfig(model="resnet20", dataset="fashion-mnist", data_dir=data_dir, epochs=epochs, batch_size=128,
+                       lr=0.1, warmup_epochs=0.2, train_subset=train_subset, reduction=4, seed=seed, progress=True)
+    rows = run_sweep(base, {"attention": ["none", "se", "cbam"]}, out)
+    torch.manual_seed(seed)
+    plain = create_model("resnet20", in_channels=1)
+    table = Table(title=f"ResNet-20 on Fashion-MNIST: {train_subset} images x {epochs} epoch(s), seed {seed}, r=4")
+    for column in ("attention", "test top-1", "top-5", "params", "MACs", "latency b1 vs plain", "latency b8 vs plain", "train s"):
+        table.add_column(column, justify="left" if column == "attention" else "right")
+    for row in rows:
+        model = create_model("resnet20", in_channels=1, attention=None if row["attention"] == "none" else row["attention"], reduction=4)
+        report = profile_model(model, (1, 28, 28), baseline=plain, batch_sizes=(1, 8), rounds=20)
+        table.add_row(row["attention"], f"{row['top1']:.2%}", f"{row['top5']:.2%}", f"{row['params'] / 1e6:.4f} M",
+                      f"{row['macs'] / 1e6:.2f} M", f"x{report.latency_ratio(1):.2f}", f"x{report.latency_ratio(8):.2f}",
+                      f"{row['train_seconds']:.0f}")
+    Console().print(table)
+    Console().print(f"plots: {out}/results.png and {out}/<run>/confusion.png; logs: {out}/<run>/metrics.csv, tensorboard/")

@@ -104,6 +104,7 @@ class ResNet(nn.Module):
         groups: int = 1,
         width_per_group: int = 64,
         stride_in_1x1: bool = False,
+        in_channels: int = 3,
         attention: AttentionBuilder | None = None,
         position: str = "standard",
         stages: Sequence[int] | None = None,
@@ -111,7 +112,7 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)

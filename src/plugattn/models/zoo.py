@@ -143,6 +143,7 @@ def create_model(
     reduction: int = 16,
     position: str = "standard",
     stages: Sequence[int] | None = None,
+    in_channels: int = 3,
     **block_options: object,
 ) -> nn.Module:
     """Build a zoo network, optionally with an attention block in every residual unit of ``stages``.
@@ -150,7 +151,8 @@ def create_model(
     ``name`` is a base name from :func:`list_models` or its ``se_``/``cbam_`` form. ``attention`` is any
     registry name (``"se"``, ``"cbam"``, ``"cbam-channel"``, …); ``position`` is ``standard`` (end of the
     residual branch), ``pre``, ``post`` or ``identity``; ``stages`` are 1-based. ``num_classes`` defaults
-    to 1000 for ImageNet-style and 10 for CIFAR-style networks. Extra keywords go to the blocks.
+    to 1000 for ImageNet-style and 10 for CIFAR-style networks; ``in_channels`` is the input's channel
+    count (1 for grey images). Extra keywords go to the blocks.
     """
     base, prefix = resolve_model_name(name)
     entry = MODELS[base]
@@ -160,12 +162,15 @@ def create_model(
     num_classes = entry.default_classes if num_classes is None else require_positive_int("num_classes", num_classes)
     require_choice("position", position, POSITIONS)
     stages = _check_stages(stages, entry, name)
+    in_channels = require_positive_int("in_channels", in_channels)
     if attention is None:
         if block_options:
             raise ValueError(f"block options {sorted(block_options)} were given but attention is None")
-        return entry.build(num_classes=num_classes)
+        return entry.build(num_classes=num_classes, in_channels=in_channels)
     builder = attention_builder(attention, reduction, block_options)
-    return entry.build(num_classes=num_classes, attention=builder, position=position, stages=stages)
+    return entry.build(
+        num_classes=num_classes, in_channels=in_channels, attention=builder, position=position, stages=stages
+    )
 
 
 def without_attention(model: nn.Module) -> nn.Module:

@@ -1,0 +1,171 @@
+"""Training on real and small data: learning, exact kill-and-resume, DDP with torchrun, sweeps, bad input."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from plugattn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, split_prefix
+from plugattn.data import DataError, load_data
+from plugattn.sweep import parse_grid, sweep
+from plugattn.training import TrainConfig, evaluate_checkpoint, train
+from tests.conftest import FASHION_MNIST, make_image_folder
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _config(folder: pathlib.Path, out: pathlib.Path, **overrides) -> TrainConfig:
+    values = dict(model="resnet20", attention="se", reduction=4, dataset=f"imagefolder:{folder}", epochs=3,
+                  batch_size=16, lr=0.05, out_dir=str(out), progress=False)
+    return TrainConfig(**(values | overrides))
+
+
+def _cli(*args: str, env: dict | None = None, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+    command = (launcher or [sys.executable, "-m"]) + ["plugattn", *args]
+    environment = os.environ | {"OMP_NUM_THREADS": "1"} | (env or {})
+    return subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, timeout=600)
+
+
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_loss_decreases_on_fashion_mnist(tmp_path):
+    summary = train(TrainConfig(model="resnet20", attention="cbam", reduction=4, epochs=2, train_subset=2048,
+                                test_subset=1000, batch_size=64, lr=0.05, out_dir=str(tmp_path), progress=False))
+    history = [json.loads(json.dumps(r)) for r in load_checkpoint(tmp_path / "last.safetensors")[1]["history"]]
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+    assert summary["top1"] > 0.5  # chance is 0.1
+    assert len(summary["per_class_accuracy"]) == 10 and summary["samples"] == 1000
+    for name in ("metrics.csv", "summary.json", "confusion.png", "best.safetensors"):
+        assert (tmp_path / name).exists(), name
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_learns_an_image_folder_and_writes_every_artifact(image_folder, tmp_path):
+    summary = train(_config(image_folder, tmp_path, epochs=4, attention="cbam"))
+    assert summary["top1"] > 0.6  # three visibly different classes; chance is 1/3
+    metrics = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert metrics[0].startswith("epoch,lr,train_loss") and len(metrics) == 5
+    assert evaluate_checkpoint(tmp_path / "best.safetensors")["top1"] == pytest.approx(summary["best_top1"])
+
+
+def test_kill_and_resume_equals_the_uninterrupted_run_bit_for_bit(image_folder, tmp_path):
+    common = ["train", "--model", "resnet20", "--attention", "cbam", "--reduction", "4", "--dataset",
+              f"imagefolder:{image_folder}", "--epochs", "3", "--batch-size", "16", "--lr", "0.05", "--no-progress"]
+    whole = _cli(*common, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    killed = _cli(*common, "--out", str(tmp_path / "cut"), env={"PLUGATTN_FAULT_KILL_AFTER": "1"})
+    assert killed.returncode == -9  # SIGKILL: no clean-up ran
+    assert load_checkpoint(tmp_path / "cut" / "last.safetensors")[1]["epoch"] == 1
+    resumed = _cli(*common, "--out", str(tmp_path / "cut"), "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr
+    final_whole, meta_whole = load_checkpoint(tmp_path / "whole" / "last.safetensors")
+    final_cut, meta_cut = load_checkpoint(tmp_path / "cut" / "last.safetensors")
+    assert meta_cut["epoch"] == meta_whole["epoch"] == 3
+    assert final_whole.keys() == final_cut.keys()
+    for name in final_whole:
+        assert torch.equal(final_whole[name], final_cut[name]), name
+
+
+def test_torchrun_two_processes_on_gloo(image_folder, tmp_path):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m"]
+    result = _cli("train", "--dataset", f"imagefolder:{image_folder}", "--attention", "se", "--reduction", "4",
+                  "--epochs", "2", "--batch-size", "16", "--no-progress", "--out", str(tmp_path), launcher=launcher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    tensors, meta = load_checkpoint(tmp_path / "last.safetensors")
+    assert meta["epoch"] == 2
+    assert evaluate_checkpoint(tmp_path / "last.safetensors")["top1"] == pytest.approx(summary["top1"])
+
+
+def test_an_interrupted_sweep_resumes_without_rerunning_finished_runs(image_folder, tmp_path):
+    args = ["sweep", "attention=none,se", "--dataset", f"imagefolder:{image_folder}", "--epochs", "2",
+            "--batch-size", "16", "--lr", "0.05", "--no-progress", "--out", str(tmp_path)]
+    first = _cli(*args, env={"PLUGATTN_FAULT_KILL_AFTER": "1@attention=se"})
+    assert first.returncode == -9
+    assert (tmp_path / "attention=none" / "summary.json").exists()
+    assert not (tmp_path / "attention=se" / "summary.json").exists()
+    finished_at = (tmp_path / "attention=none" / "summary.json").stat().st_mtime_ns
+    second = _cli(*args)
+    assert second.returncode == 0, second.stderr
+    assert "attention=none: finished earlier, skipped" in second.stdout
+    assert "attention=se: resuming" in second.stdout
+    assert (tmp_path / "attention=none" / "summary.json").stat().st_mtime_ns == finished_at
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("attention,top1") and len(rows) == 3
+    assert (tmp_path / "results.png").stat().st_size > 0 and "±" in (tmp_path / "results.md").read_text()
+
+
+def test_sweep_grid_mean_and_std_over_seeds(image_folder, tmp_path):
+    base = _config(image_folder, tmp_path, epochs=1)
+    rows = sweep(base, parse_grid(["attention=se", "reduction=2,4", "seeds=0,1"]), tmp_path)
+    assert len(rows) == 4 and {r["seed"] for r in rows} == {0, 1}
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert table[0].startswith("| attention | reduction | runs |") and len(table) == 4
+    by_reduction = {r["reduction"]: [] for r in rows}
+    for row in rows:
+        by_reduction[row["reduction"]].append(row["top1"])
+    mean_r2 = sum(by_reduction[2]) / 2
+    assert f"{mean_r2:.2%}" in table[2]
+
+
+BAD = [
+    ("missing Fashion-MNIST folder", lambda tmp, folder: TrainConfig(data_dir=str(tmp / "nowhere")),
+     DataError, ["train-images-idx3-ubyte.gz", "not found", "apt-get install dataset-fashion-mnist"]),
+    ("unknown data set", lambda tmp, folder: TrainConfig(dataset="mnist"), DataError, ["dataset must be one of", "'mnist'"]),
+    ("CIFAR without --download", lambda tmp, folder: TrainConfig(dataset="cifar10", data_dir=str(tmp)),
+     DataError, ["cifar-10-batches-py", "--download"]),
+    ("batch larger than the data", lambda tmp, folder: TrainConfig(dataset=f"imagefolder:{folder}", batch_size=1000),
+     DataError, ["batch_size 1000", "larger than the training set", "144"]),
+    ("bad epochs", lambda tmp, folder: TrainConfig(epochs=0), ValueError, ["epochs", "0"]),
+    ("bad optimizer", lambda tmp, folder: TrainConfig(optimizer="lbfgs"), ValueError, ["optimizer", "'lbfgs'"]),
+]
+
+
+@pytest.mark.parametrize(("label", "make", "error", "fragments"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input(label, make, error, fragments, tmp_path, image_folder):
+    config = make(tmp_path, image_folder)
+    config.out_dir, config.progress = str(tmp_path / "out"), False
+    with pytest.raises(error) as caught:
+        train(config)
+    for fragment in fragments:
+        assert fragment in str(caught.value), (fragment, str(caught.value))
+
+
+def test_image_folder_with_one_class_or_a_broken_image(tmp_path):
+    single = make_image_folder(tmp_path / "single", classes=1)
+    with pytest.raises(DataError, match="at least 2 class folders.*class0"):
+        load_data(f"imagefolder:{single}")
+    broken = make_image_folder(tmp_path / "broken", classes=2)
+    bad_file = broken / "train" / "class1" / "0003.png"
+    bad_file.write_bytes(b"not an image at all")
+    with pytest.raises(DataError, match=f"cannot decode image file {bad_file}"):
+        load_data(f"imagefolder:{broken}", progress=False)
+    with pytest.raises(DataError, match="not a directory"):
+        load_data(f"imagefolder:{tmp_path / 'absent'}")
+
+
+def test_resume_refuses_corrupt_foreign_and_mismatching_checkpoints(image_folder, tmp_path):
+    train(_config(image_folder, tmp_path / "se", epochs=1))
+    good = tmp_path / "se" / "last.safetensors"
+    with pytest.raises(CheckpointError, match=r"does not match this run — attention: checkpoint has 'se', this run has 'cbam'"):
+        train(_config(image_folder, tmp_path / "cbam", attention="cbam"), resume=good)
+    with pytest.raises(CheckpointError, match="reduction: checkpoint has 4, this run has 8"):
+        train(_config(image_folder, tmp_path / "r8", reduction=8), resume=good)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        train(_config(image_folder, tmp_path / "t"), resume=truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save(split_prefix(load_checkpoint(good)[0], "model"), foreign)
+    with pytest.raises(CheckpointError, match="pickle"):
+        train(_config(image_folder, tmp_path / "f"), resume=foreign)
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path):
+    result = _cli("train", "--data-dir", str(tmp_path), "--no-progress", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "Traceback" not in result.stderr and "apt-get install" in result.stderr

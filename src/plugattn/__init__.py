@@ -18,12 +18,14 @@ from plugattn.insertion import (
     insertion_points,
     register_residual_unit,
 )
+from plugattn.inspection import AttentionCapture, capture, visualise
 from plugattn.models import create_model, list_models, load_backbone_state_dict, without_attention
 from plugattn.profiling import ProfileReport, count_macs, count_parameters, profile
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionCapture",
     "CBAM",
     "ChannelGate",
     "InsertionPoint",
@@ -34,6 +36,7 @@ __all__ = [
     "attach",
     "attached_blocks",
     "attention_options",
+    "capture",
     "count_macs",
     "count_parameters",
     "create_attention",
@@ -46,5 +49,6 @@ __all__ = [
     "profile",
     "register_attention",
     "register_residual_unit",
+    "visualise",
     "without_attention",
 ]

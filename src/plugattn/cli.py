@@ -266,27 +266,39 @@ def demo(
     seed: int = typer.Option(0),
 ) -> None:
     """The main job: ResNet-20 plain / SE / CBAM on Fashion-MNIST with the same budget and seed, compared."""
-    from plugattn.data import DataError, load_fashion_mnist
-    from plugattn.sweep import sweep as run_sweep
-    from plugattn.training import TrainConfig
+    from plugattn.data import DataError
+    from plugattn.demo import run_demo
 
     try:
-        load_fashion_mnist(data_dir)
+        run_demo(out, data_dir=data_dir, train_subset=train_subset, epochs=epochs, seed=seed)
     except DataError as error:
         raise _fail(error) from None
-    base = TrainConfig(model="resnet20", dataset="fashion-mnist", data_dir=data_dir, epochs=epochs, batch_size=128,
-                       lr=0.1, warmup_epochs=0.2, train_subset=train_subset, reduction=4, seed=seed, progress=True)
-    rows = run_sweep(base, {"attention": ["none", "se", "cbam"]}, out)
-    torch.manual_seed(seed)
-    plain = create_model("resnet20", in_channels=1)
-    table = Table(title=f"ResNet-20 on Fashion-MNIST: {train_subset} images x {epochs} epoch(s), seed {seed}, r=4")
-    for column in ("attention", "test top-1", "top-5", "params", "MACs", "latency b1 vs plain", "latency b8 vs plain", "train s"):
-        table.add_column(column, justify="left" if column == "attention" else "right")
-    for row in rows:
-        model = create_model("resnet20", in_channels=1, attention=None if row["attention"] == "none" else row["attention"], reduction=4)
-        report = profile_model(model, (1, 28, 28), baseline=plain, batch_sizes=(1, 8), rounds=20)
-        table.add_row(row["attention"], f"{row['top1']:.2%}", f"{row['top5']:.2%}", f"{row['params'] / 1e6:.4f} M",
-                      f"{row['macs'] / 1e6:.2f} M", f"x{report.latency_ratio(1):.2f}", f"x{report.latency_ratio(8):.2f}",
-                      f"{row['train_seconds']:.0f}")
-    Console().print(table)
-    Console().print(f"plots: {out}/results.png and {out}/<run>/confusion.png; logs: {out}/<run>/metrics.csv, tensorboard/")
+
+
+@app.command()
+def viz(
+    checkpoint: str = typer.Argument(..., help="Checkpoint of a model with attention, written by `plugattn train`."),
+    plain: str = typer.Option(None, help="Checkpoint of the plain model, for the Grad-CAM comparison."),
+    out: str = typer.Option("runs/viz", help="Folder for the PNG files."),
+    images: int = typer.Option(6, help="Test images in the spatial and Grad-CAM grids."),
+    classes: str = typer.Option(None, help="Class indices for the excitation plot (default: the first four)."),
+    samples: int = typer.Option(2000, help="Test images behind the excitation statistics."),
+    groups: str = typer.Option(None, help="Channel groups for the modality plot, e.g. rgb=0-2,depth=3."),
+    block: str = typer.Option(None, help="Block for the channel-group plot (default: the first)."),
+) -> None:
+    """Draw what the attention learned: spatial maps per stage, Grad-CAM (plain vs attention), SENet-style
+    excitations per class and stage, and mean weights per channel group."""
+    from plugattn.checkpoint import CheckpointError
+    from plugattn.data import DataError
+    from plugattn.training import load_trained, parse_int_list
+    from plugattn.inspection import visualise
+
+    try:
+        model, data, _, _ = load_trained(checkpoint)
+        plain_model = load_trained(plain)[0] if plain else None
+        written = visualise(model, data, out, plain=plain_model, images=images, samples=samples,
+                            classes=parse_int_list(classes, "--classes"), groups=groups, block=block)
+    except (DataError, CheckpointError, ValueError) as error:
+        raise _fail(error) from None
+    for kind, path in written.items():
+        Console().print(f"{kind}: {path}")

@@ -219,7 +219,8 @@ def _inside_attention(model: nn.Module) -> set[str]:
     return inside
 
 
-def _residual_stages(units: list[str]) -> dict[str, int]:
+def stage_numbers(units: list[str]) -> dict[str, int]:
+    """1-based stage of each residual unit name: the order of first appearance of its parent module."""
     parents: list[str] = []
     for name in units:
         parent = name.rpartition(".")[0]
@@ -247,7 +248,7 @@ def insertion_points(model: nn.Module, example_input: Tensor | Sequence[Tensor] 
     skip = _inside_attention(model)
     modules = [(name, module) for name, module in model.named_modules() if name and name not in skip]
     units = [name for name, module in modules if residual_spec(module) is not None]
-    stages = _residual_stages(units)
+    stages = stage_numbers(units)
     points: list[InsertionPoint] = []
     for name, module in modules:
         if type(module) in (nn.ModuleList, nn.ModuleDict):

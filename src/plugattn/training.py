@@ -150,7 +150,7 @@ def _subset(dataset: torch.utils.data.Dataset, size: int | None, name: str) -> t
     return Subset(dataset, order[:size].tolist())
 
 
-def _lr_factor(config: TrainConfig, steps_per_epoch: int) -> Any:
+def lr_factor(config: TrainConfig, steps_per_epoch: int) -> Any:
     total = config.epochs * steps_per_epoch
     warmup = int(config.warmup_epochs * steps_per_epoch)
 
@@ -167,7 +167,7 @@ def _lr_factor(config: TrainConfig, steps_per_epoch: int) -> Any:
     return factor
 
 
-def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay, nesterov=config.momentum > 0)
@@ -281,8 +281,8 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
     model = build_model(config, data).to(runtime.device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    optimizer = _optimizer(config, model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, len(loader)))
+    optimizer = make_optimizer(config, model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, len(loader)))
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=config.precision == "fp16")
     start_epoch, step, best, history = 0, 0, -1.0, []
     if resume is not None:
@@ -311,7 +311,7 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
     started = time.perf_counter()
     try:
         for epoch in range(start_epoch, config.epochs):
-            record = _train_epoch(trainable, loader, sampler, transform, optimizer, scheduler, scaler, autocast, config,
+            record = train_one_epoch(trainable, loader, sampler, transform, optimizer, scheduler, scaler, autocast, config,
                                   runtime, epoch, memory_format)
             step += len(loader)
             if runtime.is_main:
@@ -366,7 +366,7 @@ def _maybe_inject_kill(epoch: int, out_dir: pathlib.Path) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _train_epoch(model: nn.Module, loader: DataLoader, sampler: DistributedSampler, transform: BatchTransform,
+def train_one_epoch(model: nn.Module, loader: DataLoader, sampler: DistributedSampler, transform: BatchTransform,
                  optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, autocast: Any, config: TrainConfig,
                  runtime: Runtime, epoch: int, memory_format: torch.memory_format) -> dict[str, float]:
     from tqdm import tqdm
@@ -404,19 +404,26 @@ def _train_epoch(model: nn.Module, loader: DataLoader, sampler: DistributedSampl
             "images_per_second": seen * runtime.world_size / max(elapsed, 1e-9)}
 
 
-def evaluate_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, data_dir: str | None = None,
-                        batch_size: int = 256, device: str = "auto") -> dict[str, Any]:
-    """Evaluate a checkpoint written by :func:`train` on its data set's test split (or ``dataset``'s)."""
+def load_trained(path: str | os.PathLike, *, dataset: str | None = None, data_dir: str | None = None
+                 ) -> tuple[nn.Module, DataBundle, TrainConfig, dict[str, Any]]:
+    """The model of a checkpoint written by :func:`train` (eval mode), its data set (or ``dataset``, which
+    must have as many classes), its config and the checkpoint's metadata."""
     tensors, meta = load_checkpoint(path)
     config = config_from_checkpoint(meta)
     data = load_data(dataset or config.dataset, data_dir or config.data_dir, progress=False)
-    if dataset is not None and dataset != config.dataset and len(data.classes) != len(meta.get("classes", data.classes)):
-        raise CheckpointError(f"checkpoint {path} was trained on {config.dataset}; {dataset} has a different class count")
     model = build_model(config, data)
     try:
         model.load_state_dict(split_prefix(tensors, "model"))
     except RuntimeError as error:
-        raise CheckpointError(f"checkpoint {path} does not fit model {config.model} on {data.name}: {error}") from error
+        raise CheckpointError(f"checkpoint {path} (trained on {config.dataset}) does not fit model {config.model} "
+                              f"on {data.name}: {error}") from error
+    return model.eval(), data, config, meta
+
+
+def evaluate_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, data_dir: str | None = None,
+                        batch_size: int = 256, device: str = "auto") -> dict[str, Any]:
+    """Evaluate a checkpoint written by :func:`train` on its data set's test split (or ``dataset``'s)."""
+    model, data, _, meta = load_trained(path, dataset=dataset, data_dir=data_dir)
     runtime_device = setup_runtime(device).device
     loader = DataLoader(data.test, batch_size, shuffle=False)
     metrics = evaluate_model(model.to(runtime_device), loader, BatchTransform(data.mean, data.std), data.num_classes,

@@ -18,6 +18,8 @@ from plugattn.insertion import (
     insertion_points,
     register_residual_unit,
 )
+from plugattn.export import export_onnx, script_model
+from plugattn.interop import LoadReport, convert_state_dict, detect_layout, load_pretrained
 from plugattn.inspection import AttentionCapture, capture, visualise
 from plugattn.models import create_model, list_models, load_backbone_state_dict, without_attention
 from plugattn.profiling import ProfileReport, count_macs, count_parameters, profile
@@ -29,6 +31,7 @@ __all__ = [
     "CBAM",
     "ChannelGate",
     "InsertionPoint",
+    "LoadReport",
     "SpatialGate",
     "ProfileReport",
     "SqueezeExcite",
@@ -37,18 +40,23 @@ __all__ = [
     "attached_blocks",
     "attention_options",
     "capture",
+    "convert_state_dict",
     "count_macs",
     "count_parameters",
     "create_attention",
     "create_model",
     "detach",
+    "detect_layout",
+    "export_onnx",
     "insertion_points",
     "list_attention",
     "list_models",
+    "load_pretrained",
     "load_backbone_state_dict",
     "profile",
     "register_attention",
     "register_residual_unit",
+    "script_model",
     "visualise",
     "without_attention",
 ]

@@ -302,3 +302,54 @@ def viz(
         raise _fail(error) from None
     for kind, path in written.items():
         Console().print(f"{kind}: {path}")
+
+
+@app.command()
+def export(
+    source: str = typer.Argument(..., help="Zoo model name (random weights) or a checkpoint from `plugattn train`."),
+    onnx: str = typer.Option(None, "--onnx", help="Write an ONNX file here (dynamic batch), checked with ONNX Runtime."),
+    torchscript: str = typer.Option(None, "--torchscript", help="Write a TorchScript file here."),
+    input: str = typer.Option(None, "--input", help="Sample shape C x H x W (default: the model's)."),
+    opset: int = typer.Option(18, help="ONNX opset (>= 17)."),
+) -> None:
+    """Export a model to ONNX (verified against PyTorch in ONNX Runtime) and/or TorchScript."""
+    from plugattn.checkpoint import CheckpointError
+    from plugattn.data import DataError
+    from plugattn.export import export_onnx, script_model
+    from plugattn.training import load_trained
+
+    if not onnx and not torchscript:
+        raise typer.BadParameter("give --onnx PATH and/or --torchscript PATH", param_hint="--onnx")
+    try:
+        if pathlib.Path(source).is_file():
+            model, data, _, _ = load_trained(source)
+            shape = (data.in_channels, *data.image_size)
+        else:
+            model, shape = create_model(source), model_entry(source).input_size
+        shape = parse_shape(input, argument="--input") if input else shape
+        if onnx:
+            report = export_onnx(model, onnx, shape, opset=opset)
+            differences = ", ".join(f"batch {b}: {d:.2e}" for b, d in report.max_abs_difference.items())
+            Console().print(f"{onnx}: opset {opset}, dynamic batch; ONNX Runtime vs PyTorch max |difference| {differences}")
+        if torchscript:
+            script_model(model).save(torchscript)
+            Console().print(f"{torchscript}: TorchScript")
+    except (DataError, CheckpointError, ValueError, TypeError) as error:
+        raise _fail(error) from None
+
+
+@app.command()
+def convert(
+    source: str = typer.Argument(..., help="Weights file: safetensors, or a torch file (loaded with weights_only=True)."),
+    destination: str = typer.Argument(..., help="Output safetensors file in plugattn's layout."),
+    layout: str = typer.Option(None, "--from", help="cbam-official, senet.pytorch, cadene, timm, torchvision, plugattn (default: detect)."),
+) -> None:
+    """Convert published SE/CBAM weights to plugattn's layout."""
+    from plugattn.checkpoint import CheckpointError
+    from plugattn.interop import convert_file
+
+    try:
+        detected = convert_file(source, destination, layout=layout)
+    except (CheckpointError, ValueError) as error:
+        raise _fail(error) from None
+    Console().print(f"{destination}: converted from layout {detected!r}")

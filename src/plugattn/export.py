@@ -1,0 +1,57 @@
+"""Deployment: ONNX export checked by the ``onnx`` checker and ONNX Runtime, and TorchScript."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+DEFAULT_OPSET = 18
+
+
+@dataclass
+class OnnxReport:
+    """Where the model went and how closely ONNX Runtime reproduced PyTorch, per batch size."""
+
+    path: pathlib.Path
+    opset: int
+    max_abs_difference: dict[int, float]
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int], *, opset: int = DEFAULT_OPSET,
+                verify_batches: Sequence[int] = (1, 4)) -> OnnxReport:
+    """Export ``model`` (inputs of ``input_shape`` = C, H, W) with a dynamic batch dimension, check the file
+    with ``onnx.checker`` and compare ONNX Runtime's outputs with PyTorch's at each of ``verify_batches``."""
+    import numpy as np
+    import onnx
+    import onnxruntime
+
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    example = torch.randn(2, *input_shape)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(model, (example,), str(path), opset_version=opset, dynamo=True,
+                      dynamic_shapes=({0: batch},), verbose=False)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    differences = {}
+    with torch.no_grad():
+        for size in verify_batches:
+            x = torch.randn(size, *input_shape)
+            reference = model(x).numpy()
+            (result,) = session.run(None, {input_name: x.numpy()})
+            differences[size] = float(np.abs(result - reference).max())
+    return OnnxReport(path, opset, differences)
+
+
+def script_model(model: nn.Module) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` of a zoo model (every zoo model and block is scriptable)."""
+    return torch.jit.script(model.eval())

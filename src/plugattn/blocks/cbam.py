@@ -22,6 +22,7 @@ from plugattn.blocks._checks import (
     require_kernel_size,
     require_positive_int,
 )
+from plugattn.blocks.fused import channel_then_spatial
 from plugattn.blocks.gate import GateActivation
 from plugattn.blocks.pooling import POOL_TYPES, global_pool
 
@@ -123,8 +124,11 @@ class SpatialGate(nn.Module):
 
     def spatial_map(self, x: Tensor) -> Tensor:
         """Spatial attention ``M_s`` (N, 1, *spatial) in (0, 1)."""
-        compressed = torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), 1)
-        return self.gate(self.spatial(compressed))
+        return self.map_from_pools(torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), 1))
+
+    def map_from_pools(self, pooled: Tensor) -> Tensor:
+        """``M_s`` from the channel-pooled maps [max; mean] (N, 2, *spatial)."""
+        return self.gate(self.spatial(pooled))
 
     def forward(self, x: Tensor) -> Tensor:
         check_feature_map(x, "SpatialGate", -1, self.dims)
@@ -139,6 +143,8 @@ class CBAM(nn.Module):
 
     ``order="spatial-channel"`` swaps them; ``"parallel"`` computes both gates from the same input and
     applies both. ``spatial=False`` keeps the channel gate only (the seed's ``no_spatial``).
+    ``fast=True`` (default) runs the channel→spatial arrangement through :mod:`plugattn.blocks.fused`
+    (same math, fewer passes over memory, less kept for backward); ``fast=False`` the reference path.
     """
 
     def __init__(
@@ -152,11 +158,13 @@ class CBAM(nn.Module):
         order: str = "channel-spatial",
         dims: int = 2,
         bias: bool = True,
+        fast: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.channels = require_positive_int("channels", channels)
+        self.fast = bool(fast)
         self.order = require_choice("order", order, ORDERS)
         self.dims = require_dims(dims)
         require_kernel_size(kernel_size)  # checked even when spatial=False, so a typo never hides
@@ -167,6 +175,8 @@ class CBAM(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_feature_map(x, "CBAM", self.channels, self.dims)
         spatial_gate = self.spatial_gate
+        if not torch.jit.is_scripting() and self.fast and spatial_gate is not None and self.order == "channel-spatial":
+            return self._fast_channel_spatial(x)
         if spatial_gate is None:
             return x * broadcast_channels(self.channel_gate.channel_weights(x), x)
         if self.order == "channel-spatial":
@@ -178,5 +188,9 @@ class CBAM(nn.Module):
         channel = broadcast_channels(self.channel_gate.channel_weights(x), x)
         return x * channel * spatial_gate.spatial_map(x)
 
+    @torch.jit.unused
+    def _fast_channel_spatial(self, x: Tensor) -> Tensor:
+        return channel_then_spatial(x, self.channel_gate.channel_weights(x), self.spatial_gate.map_from_pools)
+
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, order={self.order!r}, dims={self.dims}"
+        return f"channels={self.channels}, order={self.order!r}, dims={self.dims}, fast={self.fast}"

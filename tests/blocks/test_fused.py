@@ -1,0 +1,104 @@
+"""The fast CBAM path equals the reference path, forward and backward, and keeps less for backward."""
+
+import copy
+import itertools
+
+import pytest
+import torch
+
+from plugattn import CBAM
+
+POOLS = [("avg", "max"), ("avg",), ("max", "lse"), ("avg", "max", "lp", "lse")]
+
+
+def _close(actual, expected, msg=""):
+    """Within 1e-5 of the reference, relative to the tensor's scale (sums over many elements reorder)."""
+    scale = max(1.0, expected.abs().max().item())
+    torch.testing.assert_close(actual, expected, atol=1e-5 * scale, rtol=1e-5, msg=msg or None)
+
+
+CASES = list(itertools.product(POOLS, [3, 7], [1, 2, 3], [False, True], ["train", "eval"]))
+
+
+def _pair(pool_types, kernel_size, dims):
+    torch.manual_seed(0)
+    fast = CBAM(24, 4, pool_types=pool_types, kernel_size=kernel_size, dims=dims)
+    with torch.no_grad():
+        fast.spatial_gate.spatial.bn.weight.uniform_(0.5, 1.5)
+        fast.spatial_gate.spatial.bn.running_var.uniform_(0.5, 2)
+    reference = copy.deepcopy(fast)
+    reference.fast = False
+    return fast, reference
+
+
+def _input(dims, channels_last):
+    shape = {1: (3, 24, 17), 2: (3, 24, 9, 11), 3: (3, 24, 4, 5, 6)}[dims]
+    x = torch.randn(shape)
+    if channels_last and dims == 2:
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif channels_last:
+        x = x.transpose(1, -1).contiguous().transpose(1, -1)  # channels innermost for 1-D/3-D too
+    return x
+
+
+@pytest.mark.parametrize(("pool_types", "kernel_size", "dims", "channels_last", "mode"), CASES,
+                         ids=["-".join(map(str, c)).replace("'", "") for c in CASES])
+def test_fast_equals_reference_forward_and_backward(pool_types, kernel_size, dims, channels_last, mode):
+    fast, reference = _pair(pool_types, kernel_size, dims)
+    fast.train(mode == "train")
+    reference.train(mode == "train")
+    x = _input(dims, channels_last)
+    x_fast, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_fast, out_ref = fast(x_fast), reference(x_ref)
+    _close(out_fast, out_ref)
+    grad = torch.randn_like(out_ref)
+    out_fast.backward(grad)
+    out_ref.backward(grad)
+    _close(x_fast.grad, x_ref.grad)
+    for (name, p_fast), p_ref in zip(fast.named_parameters(), reference.parameters()):
+        _close(p_fast.grad, p_ref.grad, name)
+    if mode == "train":
+        torch.testing.assert_close(fast.spatial_gate.spatial.bn.running_mean, reference.spatial_gate.spatial.bn.running_mean)
+
+
+def test_inference_path_leaves_the_input_alone():
+    fast, reference = _pair(("avg", "max"), 7, 2)
+    fast.eval(), reference.eval()
+    x = torch.randn(2, 24, 8, 8)
+    kept = x.clone()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), reference(x), atol=1e-6, rtol=1e-6)
+    assert torch.equal(x, kept)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16])
+def test_fast_equals_reference_under_autocast(dtype):
+    fast, reference = _pair(("avg", "max"), 7, 2)
+    x = torch.randn(2, 24, 16, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=dtype):
+        out_fast, out_ref = fast(x), reference(x)
+    assert out_fast.dtype == out_ref.dtype
+    torch.testing.assert_close(out_fast.float(), out_ref.float(), atol=2e-2, rtol=2e-2)
+    (out_fast.float().sum()).backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def _saved_bytes(module, x):
+    seen = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()  # views of one tensor count once
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return sum(seen.values())
+
+
+def test_fast_path_keeps_less_for_backward():
+    fast, reference = _pair(("avg", "max"), 7, 2)
+    x = torch.randn(4, 24, 32, 32, requires_grad=True)
+    full = x.numel() * 4
+    fast_bytes, reference_bytes = _saved_bytes(fast, x), _saved_bytes(reference, x)
+    assert fast_bytes < 1.5 * full < reference_bytes, (fast_bytes / full, reference_bytes / full)

@@ -69,3 +69,14 @@ def test_a_full_disk_during_save_leaves_the_previous_checkpoint(tmp_path, monkey
     tensors, meta = load_checkpoint(path)
     assert meta["epoch"] == 1 and torch.equal(tensors["model.w"], torch.ones(10))
     assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]
+
+
+def test_a_header_length_ending_in_0x80_is_not_mistaken_for_a_pickle(tmp_path):
+    # safetensors files start with their header length (u64, little endian); a pickle starts with 0x80
+    for pad in range(256):
+        path = tmp_path / f"c{pad}.safetensors"
+        save_checkpoint(path, {"model.w": torch.zeros(2)}, {"pad": "x" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            assert load_checkpoint(path)[1]["pad"] == "x" * pad
+            return
+    pytest.fail("no padding produced a header length ending in 0x80")

@@ -67,7 +67,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     data = path.read_bytes()
-    if data[:2] == b"PK" or data[:1] == b"\x80":
+    looks_like_safetensors = data[8:9] == b"{"  # u64 header length, then the JSON header
+    if not looks_like_safetensors and (data[:4] == b"PK\x03\x04" or data[:1] == b"\x80"):
         raise CheckpointError(
             f"{path} is a pickle-based torch file, not a plugattn checkpoint; plugattn never unpickles checkpoints "
             "(use plugattn.load_pretrained / `plugattn convert` for foreign weights)"

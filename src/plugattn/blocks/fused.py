@@ -13,10 +13,16 @@ tensors (``x`` and ``y = x·Mc``). Here:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+
+def _no_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast switched off where it exists (cpu, cuda); nothing to switch elsewhere (e.g. meta tensors)."""
+    return torch.autocast(device_type, enabled=False) if device_type in ("cpu", "cuda") else contextlib.nullcontext()
 
 
 def _channel_dot(weights: Tensor, x: Tensor) -> Tensor:
@@ -49,7 +55,7 @@ def channel_then_spatial(x: Tensor, channel: Tensor, map_from_pools: Callable[[T
     y = x * channel.view(shape)
     channel_max = torch.max(y, 1, keepdim=True)[0]
     if x.is_contiguous():
-        with torch.autocast(x.device.type, enabled=False):  # keep the mean as precise as the reference's
+        with _no_autocast(x.device.type):  # keep the mean as precise as the reference's
             channel_mean = _channel_dot(channel.to(x.dtype), x) / x.shape[1]
     else:
         channel_mean = y.mean(1, keepdim=True)

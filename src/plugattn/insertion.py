@@ -429,7 +429,7 @@ def _install(model: nn.Module, point: InsertionPoint, build: Callable[..., nn.Mo
             raise ValueError(f"point {point.name!r} already has an attention block; pass replace=True to swap it")
         block = build(point.channels, point.dims).to(**factory)
         block._plugattn_attached = True
-        module.position, module.attention = point.kind, block
+        module.set_attention(block, point.kind)
         return
     owner, attribute = (module, "attention") if point.kind != "after" else _storage(model, point.name)
     if hasattr(owner, attribute) and not _is_ours(owner, attribute) and point.kind != "after":
@@ -480,7 +480,7 @@ def detach(model: nn.Module) -> nn.Module:
         _undo(target, table, key, hook)
     for module in model.modules():
         if isinstance(module, ResidualUnit) and getattr(module.attention, "_plugattn_attached", False):
-            module.attention, module.position = None, "standard"
+            module.set_attention(None)
     return model
 
 

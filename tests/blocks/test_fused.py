@@ -102,3 +102,51 @@ def test_fast_path_keeps_less_for_backward():
     full = x.numel() * 4
     fast_bytes, reference_bytes = _saved_bytes(fast, x), _saved_bytes(reference, x)
     assert fast_bytes < 1.5 * full < reference_bytes, (fast_bytes / full, reference_bytes / full)
+
+
+@pytest.mark.parametrize("kind", ["se", "cbam"])
+@pytest.mark.parametrize("grad", [True, False])
+def test_add_gated_equals_identity_plus_block(kind, grad):
+    from plugattn import SqueezeExcite
+
+    torch.manual_seed(0)
+    block = SqueezeExcite(24, 4, bias=True) if kind == "se" else _pair(("avg", "max"), 7, 2)[0]
+    reference = copy.deepcopy(block)
+    if kind == "cbam":
+        reference.fast = False
+    x, identity = torch.randn(2, 24, 9, 9), torch.randn(2, 24, 9, 9)
+    x1, i1 = x.clone().requires_grad_(grad), identity.clone().requires_grad_(grad)
+    x2, i2 = x.clone().requires_grad_(grad), identity.clone().requires_grad_(grad)
+    with torch.set_grad_enabled(grad):
+        fused, plain = block.add_gated(x1, i1), i2 + reference(x2)
+    _close(fused, plain)
+    if grad:
+        g = torch.randn_like(plain)
+        fused.backward(g)
+        plain.backward(g)
+        _close(x1.grad, x2.grad)
+        _close(i1.grad, i2.grad)
+    else:
+        assert torch.equal(x1, x) and torch.equal(i1, identity)  # inputs untouched
+
+
+@pytest.mark.parametrize("name", ["cbam_resnet20", "se_resnet20", "cbam_resnet50"])
+def test_zoo_units_with_fused_addition_equal_the_reference_path(name):
+    from plugattn.models import ResidualUnit, create_model
+
+    torch.manual_seed(0)
+    fast = create_model(name, num_classes=5)
+    reference = copy.deepcopy(fast)
+    for unit in reference.modules():
+        if isinstance(unit, ResidualUnit):
+            assert unit.gated_add
+            unit.gated_add = False
+            if isinstance(unit.attention, CBAM):
+                unit.attention.fast = False
+    x = torch.randn(2, 3, 32, 32) if "20" in name else torch.randn(2, 3, 64, 64)
+    out_fast, out_ref = fast(x), reference(x)
+    _close(out_fast, out_ref)
+    out_fast.sum().backward()
+    out_ref.sum().backward()
+    for (name_, p_fast), p_ref in zip(fast.named_parameters(), reference.parameters()):
+        _close(p_fast.grad, p_ref.grad, name_)

@@ -189,8 +189,16 @@ class CBAM(nn.Module):
         return x * channel * spatial_gate.spatial_map(x)
 
     @torch.jit.unused
-    def _fast_channel_spatial(self, x: Tensor) -> Tensor:
-        return channel_then_spatial(x, self.channel_gate.channel_weights(x), self.spatial_gate.map_from_pools)
+    def _fast_channel_spatial(self, x: Tensor, identity: Tensor | None = None) -> Tensor:
+        return channel_then_spatial(x, self.channel_gate.channel_weights(x), self.spatial_gate.map_from_pools, identity)
+
+    @torch.jit.unused
+    def add_gated(self, x: Tensor, identity: Tensor) -> Tensor:
+        """``identity + self(x)``, the addition fused into the last pass where the fast path applies."""
+        if self.fast and self.spatial_gate is not None and self.order == "channel-spatial":
+            check_feature_map(x, "CBAM", self.channels, self.dims)
+            return self._fast_channel_spatial(x, identity)
+        return identity + self(x)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, order={self.order!r}, dims={self.dims}, fast={self.fast}"

@@ -34,23 +34,26 @@ def _channel_dot(weights: Tensor, x: Tensor) -> Tensor:
 
 
 class _ScaleBySpatialMap(torch.autograd.Function):
-    """``out = y · Ms`` with ``y = x · Mc`` computed outside; backward recomputes from ``x`` instead of keeping ``y``."""
+    """``out = y · Ms (+ identity)`` with ``y = x · Mc`` computed outside; backward recomputes from ``x``
+    instead of keeping ``y``."""
 
     @staticmethod
-    def forward(ctx, y: Tensor, spatial: Tensor, x: Tensor, channel: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, y: Tensor, spatial: Tensor, x: Tensor, channel: Tensor, identity: Tensor | None) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, channel, spatial)
-        return y * spatial
+        return y * spatial if identity is None else torch.addcmul(identity, y, spatial)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, channel, spatial = ctx.saved_tensors
         grad_y = grad * spatial if ctx.needs_input_grad[0] else None
         grad_spatial = _channel_dot(channel, (grad * x).contiguous()) if ctx.needs_input_grad[1] else None
-        return grad_y, grad_spatial, None, None
+        return grad_y, grad_spatial, None, None, grad if ctx.needs_input_grad[4] else None
 
 
-def channel_then_spatial(x: Tensor, channel: Tensor, map_from_pools: Callable[[Tensor], Tensor]) -> Tensor:
-    """``y = x · Mc``; ``Ms = map_from_pools([max_c y; mean_c y])``; ``out = y · Ms`` — the fast way."""
+def channel_then_spatial(x: Tensor, channel: Tensor, map_from_pools: Callable[[Tensor], Tensor],
+                         identity: Tensor | None = None) -> Tensor:
+    """``y = x · Mc``; ``Ms = map_from_pools([max_c y; mean_c y])``; ``out = y · Ms`` (``+ identity`` when
+    given, in the same pass) — the fast way."""
     shape = (*channel.shape, *([1] * (x.dim() - 2)))
     y = x * channel.view(shape)
     channel_max = torch.max(y, 1, keepdim=True)[0]
@@ -60,6 +63,9 @@ def channel_then_spatial(x: Tensor, channel: Tensor, map_from_pools: Callable[[T
     else:
         channel_mean = y.mean(1, keepdim=True)
     spatial = map_from_pools(torch.cat((channel_max, channel_mean.to(channel_max.dtype)), 1))
-    if torch.is_grad_enabled() and (x.requires_grad or channel.requires_grad or spatial.requires_grad):
-        return _ScaleBySpatialMap.apply(y, spatial, x, channel)
-    return y.mul_(spatial)
+    needs_grad = x.requires_grad or channel.requires_grad or spatial.requires_grad
+    if torch.is_grad_enabled() and (needs_grad or (identity is not None and identity.requires_grad)):
+        return _ScaleBySpatialMap.apply(y, spatial, x, channel, identity)
+    if identity is None:
+        return y.mul_(spatial)
+    return torch.addcmul(identity, y, spatial, out=y)

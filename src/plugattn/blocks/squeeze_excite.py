@@ -61,5 +61,11 @@ class SqueezeExcite(nn.Module):
         check_feature_map(x, "SqueezeExcite", self.channels, 0)
         return x * broadcast_channels(self.channel_weights(x), x)
 
+    @torch.jit.unused
+    def add_gated(self, x: Tensor, identity: Tensor) -> Tensor:
+        """``identity + self(x)`` in one pass over memory (``addcmul``): how residual units fuse the block."""
+        check_feature_map(x, "SqueezeExcite", self.channels, 0)
+        return torch.addcmul(identity, x, broadcast_channels(self.channel_weights(x), x))
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, reduction={self.reduction}, squeeze={self.squeeze!r}, gate={self.gate_function!r}"

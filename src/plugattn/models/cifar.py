@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plugattn.models.resnet import conv1x1, conv3x3, initialise_resnet
-from plugattn.models.units import AttentionBuilder, ResidualUnit
+from plugattn.models.units import AttentionBuilder, PostActivationUnit, ResidualUnit
 
 
 class PadShortcut(nn.Module):
@@ -27,7 +27,7 @@ class PadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
 
 
-class CifarBasicBlock(ResidualUnit):
+class CifarBasicBlock(PostActivationUnit):
     """Two 3×3 convolutions, post-activation, option-A shortcut (ResNet-20…110)."""
 
     expansion = 1
@@ -44,12 +44,6 @@ class CifarBasicBlock(ResidualUnit):
     def branch(self, x: Tensor) -> Tensor:
         return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
-    def shortcut(self, x: Tensor) -> Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def merge(self, residual: Tensor, identity: Tensor) -> Tensor:
-        return self.relu(residual + identity)
-
 
 class _PreActivationUnit(ResidualUnit):
     """``branch(relu(bn1(x))) + shortcut``: the shortcut projection, where there is one, reads the
@@ -63,8 +57,8 @@ class _PreActivationUnit(ResidualUnit):
     def shortcut(self, x: Tensor) -> Tensor:
         return x if self.downsample is None else self.downsample(x)
 
-    def merge(self, residual: Tensor, identity: Tensor) -> Tensor:
-        return residual + identity
+    def activate(self, summed: Tensor) -> Tensor:
+        return summed
 
 
 class PreActBottleneck(_PreActivationUnit):

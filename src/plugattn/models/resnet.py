@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from plugattn.blocks import SpatialGate
-from plugattn.models.units import AttentionBuilder, ResidualUnit
+from plugattn.models.units import AttentionBuilder, PostActivationUnit, ResidualUnit
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -24,18 +24,7 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
 
 
-class _PostActivationUnit(ResidualUnit):
-    """The original ResNet unit: ``relu(branch(x) + downsample(x))``."""
-
-
-    def shortcut(self, x: Tensor) -> Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def merge(self, residual: Tensor, identity: Tensor) -> Tensor:
-        return self.relu(residual + identity)
-
-
-class BasicBlock(_PostActivationUnit):
+class BasicBlock(PostActivationUnit):
     """Two 3×3 convolutions (ResNet-18/34)."""
 
     expansion = 1
@@ -59,7 +48,7 @@ class BasicBlock(_PostActivationUnit):
         return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
 
-class Bottleneck(_PostActivationUnit):
+class Bottleneck(PostActivationUnit):
     """1×1 reduce, 3×3 (grouped for ResNeXt), 1×1 expand ×4 (ResNet-50/101/152, ResNeXt)."""
 
     expansion = 4

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 
 from plugattn.blocks._checks import require_choice
@@ -33,11 +34,17 @@ class ResidualUnit(nn.Module):
         self.out_channels = out_channels
         self.position = "standard"
         self.attention: nn.Module | None = None
+        self.gated_add = False
 
     def add_attention(self, build: AttentionBuilder, position: str) -> None:
         """Place ``build(channels)`` at ``position``; ``pre`` sees the unit's input channels, the rest its output."""
+        self.set_attention(build(self.in_channels if position == "pre" else self.out_channels), position)
+
+    def set_attention(self, block: nn.Module | None, position: str = "standard") -> None:
+        """Put ``block`` (None: no attention) at ``position``; blocks with ``add_gated`` fuse into the addition."""
         self.position = require_choice("position", position, POSITIONS)
-        self.attention = build(self.in_channels if position == "pre" else self.out_channels)
+        self.attention = block
+        self.gated_add = position == "standard" and callable(getattr(block, "add_gated", None))
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Inputs of the branch and of the shortcut; the same tensor unless the unit pre-activates."""
@@ -49,9 +56,13 @@ class ResidualUnit(nn.Module):
     def shortcut(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def merge(self, residual: Tensor, identity: Tensor) -> Tensor:
-        """Combine branch and shortcut: the addition and, for post-activation units, the ReLU."""
+    def activate(self, summed: Tensor) -> Tensor:
+        """What follows the addition: the ReLU of post-activation units, nothing for pre-activation ones."""
         raise NotImplementedError
+
+    def merge(self, residual: Tensor, identity: Tensor) -> Tensor:
+        """Combine branch and shortcut: the addition, then :meth:`activate`."""
+        return self.activate(residual + identity)
 
     def forward(self, x: Tensor) -> Tensor:
         branch_input, shortcut_input = self.split(x)
@@ -59,9 +70,26 @@ class ResidualUnit(nn.Module):
         if attention is None:
             return self.merge(self.branch(branch_input), self.shortcut(shortcut_input))
         if self.position == "standard":
+            if not torch.jit.is_scripting() and self.gated_add:
+                return self._gated_add(branch_input, shortcut_input)
             return self.merge(attention(self.branch(branch_input)), self.shortcut(shortcut_input))
         if self.position == "pre":
             return self.merge(self.branch(attention(branch_input)), self.shortcut(shortcut_input))
         if self.position == "identity":
             return self.merge(self.branch(branch_input), attention(self.shortcut(shortcut_input)))
         return attention(self.merge(self.branch(branch_input), self.shortcut(shortcut_input)))
+
+    @torch.jit.unused
+    def _gated_add(self, branch_input: Tensor, shortcut_input: Tensor) -> Tensor:
+        """``activate(shortcut + gate(branch))`` in one pass where the block offers ``add_gated`` (the fast path)."""
+        return self.activate(self.attention.add_gated(self.branch(branch_input), self.shortcut(shortcut_input)))
+
+
+class PostActivationUnit(ResidualUnit):
+    """The original ResNet unit: ``relu(branch(x) + downsample(x))``; subclasses set ``relu`` and ``downsample``."""
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+    def activate(self, summed: Tensor) -> Tensor:
+        return self.relu(summed)

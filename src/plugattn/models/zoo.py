@@ -178,7 +178,7 @@ def without_attention(model: nn.Module) -> nn.Module:
     plain = copy.deepcopy(model)
     for module in plain.modules():
         if isinstance(module, ResidualUnit):
-            module.attention = None
+            module.set_attention(None)
     return plain
 
 

@@ -106,7 +106,7 @@ def test_fast_path_keeps_less_for_backward():
 
 @pytest.mark.parametrize("kind", ["se", "cbam"])
 @pytest.mark.parametrize("grad", [True, False])
-def test_add_gated_equals_identity_plus_block(kind, grad):
+def test_forward_with_identity_equals_identity_plus_block(kind, grad):
     from plugattn import SqueezeExcite
 
     torch.manual_seed(0)
@@ -118,7 +118,7 @@ def test_add_gated_equals_identity_plus_block(kind, grad):
     x1, i1 = x.clone().requires_grad_(grad), identity.clone().requires_grad_(grad)
     x2, i2 = x.clone().requires_grad_(grad), identity.clone().requires_grad_(grad)
     with torch.set_grad_enabled(grad):
-        fused, plain = block.add_gated(x1, i1), i2 + reference(x2)
+        fused, plain = block(x1, i1), i2 + reference(x2)
     _close(fused, plain)
     if grad:
         g = torch.randn_like(plain)
@@ -150,3 +150,16 @@ def test_zoo_units_with_fused_addition_equal_the_reference_path(name):
     out_ref.sum().backward()
     for (name_, p_fast), p_ref in zip(fast.named_parameters(), reference.parameters()):
         _close(p_fast.grad, p_ref.grad, name_)
+
+
+def test_fused_units_still_call_their_blocks_so_hooks_fire():
+    from plugattn.models import ResidualUnit, create_model
+
+    model = create_model("cbam_resnet20", num_classes=3)
+    units = [unit for unit in model.modules() if isinstance(unit, ResidualUnit)]
+    calls = []
+    for unit in units:
+        assert unit.gated_add
+        unit.attention.register_forward_pre_hook(lambda module, args: calls.append(len(args)))
+    model(torch.randn(1, 3, 32, 32))
+    assert calls == [2] * len(units)  # (branch, shortcut) reached every block through __call__

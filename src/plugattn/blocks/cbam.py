@@ -7,6 +7,7 @@ Submodule layout follows the official code (``mlp.1``/``mlp.3`` linears, ``spati
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -147,6 +148,9 @@ class CBAM(nn.Module):
     (same math, fewer passes over memory, less kept for backward); ``fast=False`` the reference path.
     """
 
+    fuses_addition = True
+    """``forward(x, identity)`` returns ``identity + forward(x)`` fused; residual units look for this."""
+
     def __init__(
         self,
         channels: int,
@@ -172,11 +176,19 @@ class CBAM(nn.Module):
         self.channel_gate = ChannelGate(channels, reduction, pool_types=pool_types, bias=bias, **factory)
         self.spatial_gate = SpatialGate(kernel_size, dims=dims, **factory) if spatial else None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
+        """The gated ``x``; with ``identity``, ``identity + gated x`` (fused into the last pass on the fast
+        path: how residual units add the block's output to their shortcut)."""
         check_feature_map(x, "CBAM", self.channels, self.dims)
         spatial_gate = self.spatial_gate
         if not torch.jit.is_scripting() and self.fast and spatial_gate is not None and self.order == "channel-spatial":
-            return self._fast_channel_spatial(x)
+            return self._fast_channel_spatial(x, identity)
+        out = self._reference(x)
+        return out if identity is None else identity + out
+
+    def _reference(self, x: Tensor) -> Tensor:
+        """The gates applied one after the other, as the paper and the seed write them."""
+        spatial_gate = self.spatial_gate
         if spatial_gate is None:
             return x * broadcast_channels(self.channel_gate.channel_weights(x), x)
         if self.order == "channel-spatial":
@@ -189,16 +201,8 @@ class CBAM(nn.Module):
         return x * channel * spatial_gate.spatial_map(x)
 
     @torch.jit.unused
-    def _fast_channel_spatial(self, x: Tensor, identity: Tensor | None = None) -> Tensor:
+    def _fast_channel_spatial(self, x: Tensor, identity: Optional[Tensor]) -> Tensor:
         return channel_then_spatial(x, self.channel_gate.channel_weights(x), self.spatial_gate.map_from_pools, identity)
-
-    @torch.jit.unused
-    def add_gated(self, x: Tensor, identity: Tensor) -> Tensor:
-        """``identity + self(x)``, the addition fused into the last pass where the fast path applies."""
-        if self.fast and self.spatial_gate is not None and self.order == "channel-spatial":
-            check_feature_map(x, "CBAM", self.channels, self.dims)
-            return self._fast_channel_spatial(x, identity)
-        return identity + self(x)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, order={self.order!r}, dims={self.dims}, fast={self.fast}"

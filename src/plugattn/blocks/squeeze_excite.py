@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor, nn
 
@@ -27,6 +29,9 @@ class SqueezeExcite(nn.Module):
     gates are the SENet ablations. Accepts any rank ≥ 3: (N,C,L), (N,C,H,W), (N,C,D,H,W).
     The state_dict keys (``fc.0.weight``, ``fc.2.weight``) are those of the seed and senet.pytorch.
     """
+
+    fuses_addition = True
+    """``forward(x, identity)`` returns ``identity + forward(x)`` fused; residual units look for this."""
 
     def __init__(
         self,
@@ -57,15 +62,14 @@ class SqueezeExcite(nn.Module):
         """The excitation ``s`` (N, C) for input ``x``."""
         return self.fc(global_pool(x, self.squeeze))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
+        """``x * s``; with ``identity``, ``identity + x * s`` in one pass over memory (how residual units
+        fuse the block into their addition)."""
         check_feature_map(x, "SqueezeExcite", self.channels, 0)
-        return x * broadcast_channels(self.channel_weights(x), x)
-
-    @torch.jit.unused
-    def add_gated(self, x: Tensor, identity: Tensor) -> Tensor:
-        """``identity + self(x)`` in one pass over memory (``addcmul``): how residual units fuse the block."""
-        check_feature_map(x, "SqueezeExcite", self.channels, 0)
-        return torch.addcmul(identity, x, broadcast_channels(self.channel_weights(x), x))
+        weights = broadcast_channels(self.channel_weights(x), x)
+        if identity is None:
+            return x * weights
+        return torch.addcmul(identity, x, weights)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, reduction={self.reduction}, squeeze={self.squeeze!r}, gate={self.gate_function!r}"

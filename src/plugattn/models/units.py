@@ -41,10 +41,11 @@ class ResidualUnit(nn.Module):
         self.set_attention(build(self.in_channels if position == "pre" else self.out_channels), position)
 
     def set_attention(self, block: nn.Module | None, position: str = "standard") -> None:
-        """Put ``block`` (None: no attention) at ``position``; blocks with ``add_gated`` fuse into the addition."""
+        """Put ``block`` (None: no attention) at ``position``; at ``standard``, blocks whose ``forward(x, identity)``
+        adds the shortcut themselves (``fuses_addition``) are called that way, saving one pass over memory."""
         self.position = require_choice("position", position, POSITIONS)
         self.attention = block
-        self.gated_add = position == "standard" and callable(getattr(block, "add_gated", None))
+        self.gated_add = position == "standard" and getattr(block, "fuses_addition", False) is True
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Inputs of the branch and of the shortcut; the same tensor unless the unit pre-activates."""
@@ -81,8 +82,9 @@ class ResidualUnit(nn.Module):
 
     @torch.jit.unused
     def _gated_add(self, branch_input: Tensor, shortcut_input: Tensor) -> Tensor:
-        """``activate(shortcut + gate(branch))`` in one pass where the block offers ``add_gated`` (the fast path)."""
-        return self.activate(self.attention.add_gated(self.branch(branch_input), self.shortcut(shortcut_input)))
+        """``activate(attention(branch, shortcut))``: the block adds the shortcut in its last pass. Called through
+        the block's ``__call__``, so its hooks, profilers and FLOP counters see it as usual."""
+        return self.activate(self.attention(self.branch(branch_input), self.shortcut(shortcut_input)))
 
 
 class PostActivationUnit(ResidualUnit):

@@ -89,7 +89,8 @@ def saved_bytes(function: Callable[[], Tensor]) -> int:
 
 
 def module_level(rounds: int, compile_blocks: bool) -> None:
-    import timm.layers
+    from timm.layers.cbam import CbamModule
+    from timm.layers.squeeze_excite import SEModule
 
     print("\n## Module level (inference, no autograd): median ms and ratio to x.clone()\n")
     print("| shape | layout | clone ms | plugattn SE | seed SE | timm SE | plugattn CBAM | CBAM reference path "
@@ -101,11 +102,11 @@ def module_level(rounds: int, compile_blocks: bool) -> None:
         blocks = {
             "plugattn SE": SqueezeExcite(channels, bias=True),
             "seed SE": SeedSE(channels),
-            "timm SE": timm.layers.SEModule(channels, rd_ratio=1 / 16),
+            "timm SE": SEModule(channels, rd_ratio=1 / 16),
             "plugattn CBAM": CBAM(channels),
             "CBAM reference path": CBAM(channels, fast=False),
             "seed CBAM": SeedCBAM(channels),
-            "timm CBAM": timm.layers.CbamModule(channels, rd_ratio=1 / 16),
+            "timm CBAM": CbamModule(channels, rd_ratio=1 / 16),
         }
         if compile_blocks:
             blocks["SE compiled"] = torch.compile(SqueezeExcite(channels, bias=True))

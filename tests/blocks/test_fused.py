@@ -163,3 +163,12 @@ def test_fused_units_still_call_their_blocks_so_hooks_fire():
         unit.attention.register_forward_pre_hook(lambda module, args: calls.append(len(args)))
     model(torch.randn(1, 3, 32, 32))
     assert calls == [2] * len(units)  # (branch, shortcut) reached every block through __call__
+
+
+@pytest.mark.parametrize("shape", [(2, 256, 64, 64), (1, 512, 48, 48), (3, 24, 9, 11)])
+def test_grouped_channel_max_equals_amax(shape):
+    from plugattn.blocks.fused import channel_max
+
+    x = torch.randn(shape)
+    assert torch.equal(channel_max(x), x.amax(1, keepdim=True))
+    assert torch.equal(channel_max(x.contiguous(memory_format=torch.channels_last)), x.amax(1, keepdim=True))

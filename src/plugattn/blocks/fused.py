@@ -1,14 +1,16 @@
-"""The fast path of CBAM's channel→spatial arrangement: fewer passes over the feature map and less
-memory kept for backward, with the same math as the reference path.
+"""The fast path of CBAM's channel→spatial arrangement: fewer passes over the feature map and nothing of
+its size kept for backward but the input, with the same math as the reference path.
 
 Reference CBAM reads or writes the (N, C, *S) map about eight times and autograd keeps two full-size
-tensors (``x`` and ``y = x·Mc``). Here:
+tensors (``x`` and ``y = x·Mc``). Here, with ``Mc`` the channel weights and ``Ms`` the spatial map:
 
 - the channel-wise *mean* of ``y`` is a batched matrix-vector product ``Mc·x / C`` that reads ``x`` once
-  and never needs ``y`` (for contiguous NC… layouts);
-- the channel-wise *max* of ``y`` uses ``torch.max`` (whose backward keeps indices, not ``y``);
-- the final ``y·Ms`` is an autograd function that keeps only ``x``, ``Mc`` and ``Ms`` (``x`` is already
-  kept by ``y = x·Mc``) and recomputes what its backward needs; without autograd it scales ``y`` in place.
+  (for contiguous NC… layouts); the channel-wise *max* of ``y`` is a grouped ``amax``
+  (:func:`~plugattn.blocks.pooling.channel_max`);
+- under autograd both pools are one function (:class:`_PoolsOfScaled`) that keeps only ``x`` and ``Mc``
+  and rebuilds ``y`` in backward, and ``x·Mc·Ms (+ identity)`` is another (:class:`_ScaleTwice`) that
+  keeps ``x``, ``Mc`` and ``Ms``; ``y`` never outlives the forward pass;
+- without autograd, ``y`` is scaled by ``Ms`` in place (or added to the shortcut in the same pass).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from plugattn.blocks.pooling import channel_max
+
 
 def _no_autocast(device_type: str) -> contextlib.AbstractContextManager:
     """Autocast switched off where it exists (cpu, cuda); nothing to switch elsewhere (e.g. meta tensors)."""
@@ -28,44 +32,96 @@ def _no_autocast(device_type: str) -> contextlib.AbstractContextManager:
 def _channel_dot(weights: Tensor, x: Tensor) -> Tensor:
     """``sum_c weights[n, c] · x[n, c, *s]`` as (N, 1, *S): a bmm for contiguous NC… maps."""
     n, c = x.shape[:2]
+    weights = weights.to(x.dtype)
     if x.is_contiguous():
-        return torch.bmm(weights.view(n, 1, c).to(x.dtype), x.view(n, c, -1)).view(n, 1, *x.shape[2:])
+        return torch.bmm(weights.view(n, 1, c), x.view(n, c, -1)).view(n, 1, *x.shape[2:])
     return (x * weights.view(n, c, *([1] * (x.dim() - 2)))).sum(1, keepdim=True)
 
 
-class _ScaleBySpatialMap(torch.autograd.Function):
-    """``out = y · Ms (+ identity)`` with ``y = x · Mc`` computed outside; backward recomputes from ``x``
-    instead of keeping ``y``."""
+def _spatial_dot(x: Tensor, spatial: Tensor) -> Tensor:
+    """``sum_s x[n, c, s] · spatial[n, 0, s]`` as (N, C)."""
+    n, c = x.shape[:2]
+    spatial = spatial.to(x.dtype)
+    if x.is_contiguous():
+        return torch.bmm(x.view(n, c, -1), spatial.reshape(n, -1, 1)).view(n, c)
+    return (x * spatial).flatten(2).sum(2)
+
+
+def _per_channel(channel: Tensor, like: Tensor) -> Tensor:
+    return channel.view(*channel.shape, *([1] * (like.dim() - 2)))
+
+
+def _pools(x: Tensor, channel: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Channel-wise max and mean of ``y = x·Mc`` (N, 1, *S); the mean from ``x`` where a bmm can."""
+    if x.is_contiguous():
+        with _no_autocast(x.device.type):  # keep the mean as precise as the reference's
+            mean = _channel_dot(channel, x) / x.shape[1]
+    else:
+        mean = y.mean(1, keepdim=True)
+    return channel_max(y), mean.to(y.dtype)
+
+
+class _PoolsOfScaled(torch.autograd.Function):
+    """``(max_c y, mean_c y)`` with ``y = x·Mc``; keeps ``x`` and ``Mc``, rebuilds ``y`` in backward (ties
+    at the maximum share its gradient, as ``amax``'s backward does)."""
 
     @staticmethod
-    def forward(ctx, y: Tensor, spatial: Tensor, x: Tensor, channel: Tensor, identity: Tensor | None) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, channel: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        ctx.save_for_backward(x, channel)
+        return _pools(x, channel, x * _per_channel(channel, x))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_max: Tensor, grad_mean: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        x, channel = ctx.saved_tensors
+        weights = _per_channel(channel, x)
+        y = x * weights
+        at_max = y == channel_max(y)
+        del y
+        from_mean = grad_mean / x.shape[1]
+        grad_y = torch.where(at_max, grad_max / at_max.sum(1, keepdim=True) + from_mean, from_mean).to(x.dtype)
+        grad_channel = (grad_y * x).flatten(2).sum(2).to(channel.dtype) if ctx.needs_input_grad[1] else None
+        return grad_y.mul_(weights) if ctx.needs_input_grad[0] else None, grad_channel
+
+
+class _ScaleTwice(torch.autograd.Function):
+    """``x·Mc·Ms`` (``+ identity``); keeps ``x``, ``Mc`` and ``Ms``, and shares one ``grad·x`` product
+    between the gradients of both gates."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, channel: Tensor, spatial: Tensor, identity: Tensor | None) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, channel, spatial)
-        return y * spatial if identity is None else torch.addcmul(identity, y, spatial)
+        scaled = x * _per_channel(channel, x)
+        return scaled.mul_(spatial) if identity is None else torch.addcmul(identity, scaled, spatial, out=scaled)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, channel, spatial = ctx.saved_tensors
-        grad_y = grad * spatial if ctx.needs_input_grad[0] else None
-        grad_spatial = _channel_dot(channel, (grad * x).contiguous()) if ctx.needs_input_grad[1] else None
-        return grad_y, grad_spatial, None, None, grad if ctx.needs_input_grad[4] else None
+        grad_x = grad_channel = grad_spatial = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            grad_times_x = (grad * x).contiguous()
+            if ctx.needs_input_grad[1]:
+                grad_channel = _spatial_dot(grad_times_x, spatial).to(channel.dtype)
+            if ctx.needs_input_grad[2]:
+                grad_spatial = _channel_dot(channel, grad_times_x).to(spatial.dtype)
+            del grad_times_x
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad * spatial).to(x.dtype).mul_(_per_channel(channel, x))
+        return grad_x, grad_channel, grad_spatial, grad if ctx.needs_input_grad[3] else None
 
 
 def channel_then_spatial(x: Tensor, channel: Tensor, map_from_pools: Callable[[Tensor], Tensor],
                          identity: Tensor | None = None) -> Tensor:
     """``y = x · Mc``; ``Ms = map_from_pools([max_c y; mean_c y])``; ``out = y · Ms`` (``+ identity`` when
     given, in the same pass) — the fast way."""
-    shape = (*channel.shape, *([1] * (x.dim() - 2)))
-    y = x * channel.view(shape)
-    channel_max = torch.max(y, 1, keepdim=True)[0]
-    if x.is_contiguous():
-        with _no_autocast(x.device.type):  # keep the mean as precise as the reference's
-            channel_mean = _channel_dot(channel.to(x.dtype), x) / x.shape[1]
-    else:
-        channel_mean = y.mean(1, keepdim=True)
-    spatial = map_from_pools(torch.cat((channel_max, channel_mean.to(channel_max.dtype)), 1))
-    needs_grad = x.requires_grad or channel.requires_grad or spatial.requires_grad
-    if torch.is_grad_enabled() and (needs_grad or (identity is not None and identity.requires_grad)):
-        return _ScaleBySpatialMap.apply(y, spatial, x, channel, identity)
-    if identity is None:
-        return y.mul_(spatial)
-    return torch.addcmul(identity, y, spatial, out=y)
+    recording = torch.is_grad_enabled() and (x.requires_grad or channel.requires_grad)
+    if recording:
+        maxima, mean = _PoolsOfScaled.apply(x, channel)
+        spatial = map_from_pools(torch.cat((maxima, mean), 1))
+        return _ScaleTwice.apply(x, channel, spatial, identity)
+    y = x * _per_channel(channel, x)
+    spatial = map_from_pools(torch.cat(_pools(x, channel, y), 1))
+    if torch.is_grad_enabled() and (spatial.requires_grad or (identity is not None and identity.requires_grad)):
+        return _ScaleTwice.apply(x, channel, spatial, identity)
+    return y.mul_(spatial) if identity is None else torch.addcmul(identity, y, spatial, out=y)

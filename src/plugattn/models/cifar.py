@@ -41,8 +41,11 @@ class CifarBasicBlock(PostActivationUnit):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = PadShortcut(in_planes, planes, stride) if stride != 1 or in_planes != planes else None
 
+    def branch_body(self, x: Tensor) -> Tensor:
+        return self.conv2(self.relu(self.bn1(self.conv1(x))))
+
     def branch(self, x: Tensor) -> Tensor:
-        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.bn2(self.branch_body(x))
 
 
 class _PreActivationUnit(ResidualUnit):

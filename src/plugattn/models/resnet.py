@@ -44,14 +44,18 @@ class BasicBlock(PostActivationUnit):
         self.downsample = downsample
         self.stride = stride
 
+    def branch_body(self, x: Tensor) -> Tensor:
+        return self.conv2(self.relu(self.bn1(self.conv1(x))))
+
     def branch(self, x: Tensor) -> Tensor:
-        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.bn2(self.branch_body(x))
 
 
 class Bottleneck(PostActivationUnit):
     """1×1 reduce, 3×3 (grouped for ResNeXt), 1×1 expand ×4 (ResNet-50/101/152, ResNeXt)."""
 
     expansion = 4
+    final_norm = "bn3"
 
     def __init__(
         self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
@@ -69,10 +73,12 @@ class Bottleneck(PostActivationUnit):
         self.downsample = downsample
         self.stride = stride
 
-    def branch(self, x: Tensor) -> Tensor:
+    def branch_body(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.bn3(self.conv3(out))
+        return self.conv3(self.relu(self.bn2(self.conv2(out))))
+
+    def branch(self, x: Tensor) -> Tensor:
+        return self.bn3(self.branch_body(x))
 
 
 class ResNet(nn.Module):

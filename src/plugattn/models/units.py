@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from plugattn.blocks._checks import require_choice
+from plugattn.models.recompute import recompute_batchnorm_output
 
 POSITIONS = ("standard", "pre", "post", "identity")
 
@@ -88,7 +89,26 @@ class ResidualUnit(nn.Module):
 
 
 class PostActivationUnit(ResidualUnit):
-    """The original ResNet unit: ``relu(branch(x) + downsample(x))``; subclasses set ``relu`` and ``downsample``."""
+    """The original ResNet unit: ``relu(final_norm(branch_body(x)) + downsample(x))``; subclasses set
+    ``relu``, ``downsample``, the BatchNorm that ends the branch (named by ``final_norm``) and ``branch_body``."""
+
+    final_norm = "bn2"
+
+    def branch_body(self, x: Tensor) -> Tensor:
+        """The residual branch up to, not including, its final BatchNorm."""
+        raise NotImplementedError
+
+    @torch.jit.unused
+    def _gated_add(self, branch_input: Tensor, shortcut_input: Tensor) -> Tensor:
+        """As for every unit, but in training the attention's saved copy of the final BatchNorm's output is
+        rebuilt from that norm's input in backward instead of kept (see :mod:`plugattn.models.recompute`)."""
+        norm = getattr(self, self.final_norm)
+        body = self.branch_body(branch_input)
+        branch = norm(body)
+        identity = self.shortcut(shortcut_input)
+        with recompute_batchnorm_output(branch, body, norm):
+            gated = self.attention(branch, identity)
+        return self.activate(gated)
 
     def shortcut(self, x: Tensor) -> Tensor:
         return x if self.downsample is None else self.downsample(x)

@@ -7,13 +7,14 @@ memory-traffic floor of any block that returns a new map), a naive seed-style im
 file, and timm's modules; NCHW and channels-last; shapes of ResNet-50's four stages at batch 8/1.
 Network level: se_resnet50 and cbam_resnet50 against resnet50 at batch 1 and 8, eager and compiled
 (``plugattn.optimize``: BatchNorm folded, channels-last, ``torch.compile``), inference and one training
-step (time and the activation memory autograd keeps for backward). All variants of a row are timed
+step (time, and peak memory sampled from glibc's allocator at every saved tensor). All variants of a row are timed
 interleaved in one process; the table shows medians and ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import statistics
 import time
 from collections.abc import Callable
@@ -61,31 +62,53 @@ class SeedCBAM(nn.Module):
         return x * torch.sigmoid(self.bn(self.conv(pooled)))
 
 
-def interleaved(functions: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median seconds of each function, all of them timed once per round in turn."""
-    for function in functions.values():
-        function()
+def interleaved(functions: dict[str, Callable[[], object]], rounds: int, burst: int = 5) -> dict[str, float]:
+    """Median seconds per call of each function. Every round runs each function ``burst`` times back to back
+    (so that the allocator reaches its steady state for that function's sizes) and the functions take turns
+    within each round, so that they share the machine's state; one warm-up round first."""
     samples: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(rounds):
+    for round_index in range(rounds + 1):
         for name, function in functions.items():
             start = time.perf_counter()
-            function()
-            samples[name].append(time.perf_counter() - start)
+            for _ in range(burst):
+                function()
+            if round_index:
+                samples[name].append((time.perf_counter() - start) / burst)
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
-def saved_bytes(function: Callable[[], Tensor]) -> int:
-    """Bytes of the distinct storages autograd keeps for backward during ``function()``."""
-    seen: dict[int, int] = {}
+def _heap_in_use() -> Callable[[], int] | None:
+    """Bytes glibc's malloc has handed out (arenas + mmapped chunks), where mallinfo2 exists (glibc ≥ 2.33)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        info = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
 
-    def pack(tensor: Tensor) -> Tensor:
-        storage = tensor.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+    info.restype = MallInfo2
+    return lambda: info().uordblks + info().hblkhd
+
+
+def peak_memory(function: Callable[[], object]) -> int | None:
+    """Peak bytes allocated above the starting point during ``function()`` (a training step), sampled each
+    time autograd saves or unpacks a tensor (every layer, forward and backward)."""
+    in_use = _heap_in_use()
+    if in_use is None:
+        return None
+    start = in_use()
+    peak = [start]
+
+    def sample(tensor: Tensor) -> Tensor:
+        peak[0] = max(peak[0], in_use())
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with torch.autograd.graph.saved_tensors_hooks(sample, sample):
         function()
-    return sum(seen.values())
+    return peak[0] - start
 
 
 def module_level(rounds: int, compile_blocks: bool) -> None:
@@ -153,13 +176,14 @@ def network_level(rounds: int, compile_models: bool) -> None:
         model.zero_grad(set_to_none=True)
         return loss
 
-    medians = interleaved({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(3, rounds // 2))
+    medians = interleaved({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(5, rounds // 2), burst=1)
     base = medians["resnet50"]
     print(f"| training step, eager | {batch} | " + " | ".join(
         f"{medians[n] * 1e3:.0f} ({medians[n] / base:.3f})" for n in names) + " |")
-    memory = {name: saved_bytes(lambda m=model: m(x)) for name, model in trainers.items()}
-    print(f"| activation memory kept for backward (MiB) | {batch} | " + " | ".join(
-        f"{memory[n] / 2**20:.0f} ({memory[n] / memory['resnet50']:.3f})" for n in names) + " |")
+    memory = {name: peak_memory(lambda m=model: step(m)) for name, model in trainers.items()}
+    if memory["resnet50"] is not None:
+        print(f"| training step, peak memory above the weights (MiB) | {batch} | " + " | ".join(
+            f"{memory[n] / 2**20:.0f} ({memory[n] / memory['resnet50']:.3f})" for n in names) + " |")
 
 
 def main() -> None:
@@ -171,7 +195,7 @@ def main() -> None:
     parser.add_argument("--skip-compile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds of 5 calls (training: 1)")
     if not args.skip_modules:
         module_level(args.rounds, not args.skip_compile)
     if not args.skip_network:

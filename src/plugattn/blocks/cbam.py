@@ -25,7 +25,7 @@ from plugattn.blocks._checks import (
 )
 from plugattn.blocks.fused import channel_then_spatial
 from plugattn.blocks.gate import GateActivation
-from plugattn.blocks.pooling import POOL_TYPES, global_pool, maximum
+from plugattn.blocks.pooling import POOL_TYPES, global_pools, maximum
 
 ORDERS = ("channel-spatial", "spatial-channel", "parallel")
 
@@ -67,7 +67,7 @@ class ChannelGate(nn.Module):
 
     def channel_weights(self, x: Tensor) -> Tensor:
         """Channel attention ``M_c`` (N, C) in (0, 1); all descriptors go through the MLP as one batch."""
-        descriptors = torch.cat([global_pool(x, pool_type) for pool_type in self.pool_types], 0)
+        descriptors = global_pools(x, self.pool_types)
         logits = self.mlp(descriptors).unflatten(0, (len(self.pool_types), x.shape[0])).sum(0)
         return self.gate(logits)
 
@@ -180,9 +180,10 @@ class CBAM(nn.Module):
         """The gated ``x``; with ``identity``, ``identity + gated x`` (fused into the last pass on the fast
         path: how residual units add the block's output to their shortcut)."""
         check_feature_map(x, "CBAM", self.channels, self.dims)
-        spatial_gate = self.spatial_gate
-        if not torch.jit.is_scripting() and self.fast and spatial_gate is not None and self.order == "channel-spatial":
-            return self._fast_channel_spatial(x, identity)
+        if not torch.jit.is_scripting():
+            fast = self._fast_forward(x, identity)
+            if fast is not None:
+                return fast
         out = self._reference(x)
         return out if identity is None else identity + out
 
@@ -201,7 +202,11 @@ class CBAM(nn.Module):
         return x * channel * spatial_gate.spatial_map(x)
 
     @torch.jit.unused
-    def _fast_channel_spatial(self, x: Tensor, identity: Optional[Tensor]) -> Tensor:
+    def _fast_forward(self, x: Tensor, identity: Optional[Tensor]) -> Optional[Tensor]:
+        """The fast path's result, or None where it does not serve: it covers eager channel→spatial CBAM,
+        while ``torch.compile`` fuses the reference ops better."""
+        if not self.fast or self.spatial_gate is None or self.order != "channel-spatial" or torch.compiler.is_compiling():
+            return None
         return channel_then_spatial(x, self.channel_gate.channel_weights(x), self.spatial_gate.map_from_pools, identity)
 
     def extra_repr(self) -> str:

@@ -47,6 +47,14 @@ def _spatial_dot(x: Tensor, spatial: Tensor) -> Tensor:
     return (x * spatial).flatten(2).sum(2)
 
 
+def _row_dot(a: Tensor, b: Tensor) -> Tensor:
+    """``sum_s a[n, c, s] · b[n, c, s]`` as (N, C), without a full-size temporary for contiguous maps."""
+    n, c = a.shape[:2]
+    if a.is_contiguous() and b.is_contiguous():
+        return torch.bmm(a.reshape(n * c, 1, -1), b.reshape(n * c, -1, 1).to(a.dtype)).view(n, c)
+    return (a * b).flatten(2).sum(2)
+
+
 def _per_channel(channel: Tensor, like: Tensor) -> Tensor:
     return channel.view(*channel.shape, *([1] * (like.dim() - 2)))
 
@@ -75,12 +83,10 @@ class _PoolsOfScaled(torch.autograd.Function):
     def backward(ctx, grad_max: Tensor, grad_mean: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
         x, channel = ctx.saved_tensors
         weights = _per_channel(channel, x)
-        y = x * weights
-        at_max = y == channel_max(y)
-        del y
-        from_mean = grad_mean / x.shape[1]
-        grad_y = torch.where(at_max, grad_max / at_max.sum(1, keepdim=True) + from_mean, from_mean).to(x.dtype)
-        grad_channel = (grad_y * x).flatten(2).sum(2).to(channel.dtype) if ctx.needs_input_grad[1] else None
+        at_max = x * weights
+        torch.eq(at_max, channel_max(at_max), out=at_max)  # y, then in its place a 0/1 mask of its maxima
+        grad_y = torch.addcmul(grad_mean / x.shape[1], at_max, grad_max / at_max.sum(1, keepdim=True), out=at_max)
+        grad_channel = _row_dot(grad_y, x).to(channel.dtype) if ctx.needs_input_grad[1] else None
         return grad_y.mul_(weights) if ctx.needs_input_grad[0] else None, grad_channel
 
 
@@ -99,15 +105,16 @@ class _ScaleTwice(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, channel, spatial = ctx.saved_tensors
         grad_x = grad_channel = grad_spatial = None
+        buffer = None  # one full-size temporary serves both gate gradients and then grad_x
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            grad_times_x = (grad * x).contiguous()
+            buffer = torch.mul(grad, x, out=torch.empty_like(x, memory_format=torch.contiguous_format))
             if ctx.needs_input_grad[1]:
-                grad_channel = _spatial_dot(grad_times_x, spatial).to(channel.dtype)
+                grad_channel = _spatial_dot(buffer, spatial).to(channel.dtype)
             if ctx.needs_input_grad[2]:
-                grad_spatial = _channel_dot(channel, grad_times_x).to(spatial.dtype)
-            del grad_times_x
+                grad_spatial = _channel_dot(channel, buffer).to(spatial.dtype)
         if ctx.needs_input_grad[0]:
-            grad_x = (grad * spatial).to(x.dtype).mul_(_per_channel(channel, x))
+            grad_x = torch.mul(grad, spatial, out=buffer) if buffer is not None else (grad * spatial).to(x.dtype)
+            grad_x.mul_(_per_channel(channel, x))
         return grad_x, grad_channel, grad_spatial, grad if ctx.needs_input_grad[3] else None
 
 

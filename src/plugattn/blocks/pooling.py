@@ -30,6 +30,12 @@ def _amax(x: Tensor, dims: List[int], keepdim: bool) -> Tensor:
     return x.amax(dims, keepdim)
 
 
+def _gradient_at_maxima(x: Tensor, dims: List[int], grad: Tensor) -> Tensor:
+    """``grad`` (kept dims) shared equally among the maxima of ``x`` over ``dims``, found again in ``x``."""
+    at_max = torch.eq(x, _amax(x, dims, True), out=torch.empty_like(x))  # 0/1 mask, in x's dtype
+    return at_max.mul_(grad / at_max.sum(dims, keepdim=True))
+
+
 class _MaxFoundAgain(torch.autograd.Function):
     """``amax`` whose backward locates the maxima in the saved input instead of comparing it with the
     saved output: exact ties share the gradient as ``amax``'s do, and an input that was rebuilt (see
@@ -45,16 +51,21 @@ class _MaxFoundAgain(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        at_max = x == _amax(x, ctx.dims, True)
         if not ctx.keepdim:
             for dim in sorted(ctx.dims):
                 grad = grad.unsqueeze(dim)
-        return at_max * (grad / at_max.sum(ctx.dims, keepdim=True)), None, None
+        return _gradient_at_maxima(x, ctx.dims, grad), None, None
+
+
+def _records(x: Tensor) -> bool:
+    """Whether autograd records an op on ``x`` here, outside ``torch.compile`` (which traces the plain ops and
+    fuses them itself)."""
+    return torch.is_grad_enabled() and x.requires_grad and not torch.compiler.is_compiling()
 
 
 @torch.jit.unused
 def _maximum_eager(x: Tensor, dims: List[int], keepdim: bool) -> Tensor:
-    if torch.is_grad_enabled() and x.requires_grad:
+    if _records(x):
         return _MaxFoundAgain.apply(x, dims, keepdim)
     return _amax(x, dims, keepdim)
 
@@ -67,15 +78,69 @@ def maximum(x: Tensor, dims: List[int], keepdim: bool = False) -> Tensor:
     return _maximum_eager(x, dims, keepdim)
 
 
-def global_pool(x: Tensor, pool_type: str) -> Tensor:
-    """Pool (N, C, *spatial) to (N, C) with one of :data:`POOL_TYPES`."""
+def _pool(x: Tensor, pool_type: str) -> Tensor:
     spatial = list(range(2, x.dim()))
     if pool_type == "avg":
         return x.mean(spatial)
     if pool_type == "max":
-        return maximum(x, spatial)
+        return x.amax(spatial)
     if pool_type == "lp":
         return torch.linalg.vector_norm(x, 2.0, spatial)
     if pool_type == "lse":
         return torch.logsumexp(x.flatten(2), 2)
     raise ValueError(f"pool_type must be one of 'avg', 'max', 'lp', 'lse'; got '{pool_type}'")
+
+
+class _GlobalPools(torch.autograd.Function):
+    """Every pooled descriptor of ``x`` stacked (P·N, C), with a backward that writes the gradient of all of
+    them into one buffer (``avg`` alone needs none: its gradient is a broadcast view) and finds the maxima
+    again in the saved input, as :class:`_MaxFoundAgain` does."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, pool_types: tuple[str, ...]) -> Tensor:  # type: ignore[override]
+        pooled = torch.cat([_pool(x, pool_type) for pool_type in pool_types], 0)
+        ctx.save_for_backward(x, pooled)
+        ctx.pool_types = pool_types
+        return pooled
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        x, pooled = ctx.saved_tensors
+        spatial = list(range(2, x.dim()))
+        tail = [1] * len(spatial)
+        grads = dict(zip(ctx.pool_types, (g.view(*g.shape, *tail) for g in grad.chunk(len(ctx.pool_types)))))
+        results = dict(zip(ctx.pool_types, (r.view(*r.shape, *tail) for r in pooled.chunk(len(ctx.pool_types)))))
+        total: Tensor | None = None
+        if "max" in grads:
+            total = _gradient_at_maxima(x, spatial, grads["max"])
+        if "lp" in grads:
+            norm = results["lp"]
+            coefficient = torch.where(norm == 0, 0.0, grads["lp"] / norm).to(x.dtype)
+            total = x * coefficient if total is None else total.addcmul_(x, coefficient)
+        if "lse" in grads:
+            softmax = (x - results["lse"]).exp_().mul_(grads["lse"])
+            total = softmax if total is None else total.add_(softmax)
+        if "avg" in grads:
+            mean_grad = (grads["avg"] / x[0, 0].numel()).to(x.dtype)
+            total = mean_grad.expand_as(x) if total is None else total.add_(mean_grad)
+        return total, None
+
+
+@torch.jit.unused
+def _global_pools_eager(x: Tensor, pool_types: List[str]) -> Tensor:
+    if _records(x):
+        return _GlobalPools.apply(x, tuple(pool_types))
+    return torch.cat([_pool(x, pool_type) for pool_type in pool_types], 0)
+
+
+def global_pools(x: Tensor, pool_types: List[str]) -> Tensor:
+    """Pool (N, C, *spatial) with each of ``pool_types`` and stack the results: (P·N, C)."""
+    if torch.jit.is_scripting():
+        return torch.cat([_pool(x, pool_type) for pool_type in pool_types], 0)
+    return _global_pools_eager(x, pool_types)
+
+
+def global_pool(x: Tensor, pool_type: str) -> Tensor:
+    """Pool (N, C, *spatial) to (N, C) with one of :data:`POOL_TYPES`."""
+    return global_pools(x, [pool_type])

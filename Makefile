@@ -27,7 +27,9 @@ fashion-mnist:
 	         "or put the four IDX files in a folder and run: .venv/bin/plugattn demo --data-dir FOLDER"; \
 	  fi; }
 
+# The real-data tests use Fashion-MNIST when it can be installed, and skip (saying why) when it cannot.
 test: $(STAMP)
+	-@$(MAKE) --no-print-directory fashion-mnist
 	$(PY) -m pytest
 
 clean:

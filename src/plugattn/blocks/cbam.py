@@ -203,9 +203,8 @@ class CBAM(nn.Module):
 
     @torch.jit.unused
     def _fast_forward(self, x: Tensor, identity: Optional[Tensor]) -> Optional[Tensor]:
-        """The fast path's result, or None where it does not serve: it covers eager channel→spatial CBAM,
-        while ``torch.compile`` fuses the reference ops better."""
-        if not self.fast or self.spatial_gate is None or self.order != "channel-spatial" or torch.compiler.is_compiling():
+        """The fast path's result, or None where it does not serve (it covers channel→spatial CBAM)."""
+        if not self.fast or self.spatial_gate is None or self.order != "channel-spatial":
             return None
         return channel_then_spatial(x, self.channel_gate.channel_weights(x), self.spatial_gate.map_from_pools, identity)
 

@@ -169,3 +169,13 @@ def test_cli_reports_errors_without_a_traceback(tmp_path):
     result = _cli("train", "--data-dir", str(tmp_path), "--no-progress", "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert "error:" in result.stderr and "Traceback" not in result.stderr and "apt-get install" in result.stderr
+
+
+def test_sgd_momentum_is_nesterov_unless_told_otherwise():
+    from plugattn.training import make_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    assert make_optimizer(TrainConfig(), model).defaults["nesterov"] is True
+    plain = make_optimizer(TrainConfig(nesterov=False, momentum=0.9, weight_decay=1e-4), model)  # He et al.'s SGD
+    assert plain.defaults["nesterov"] is False and plain.defaults["momentum"] == 0.9
+    assert make_optimizer(TrainConfig(momentum=0.0), model).defaults["nesterov"] is False

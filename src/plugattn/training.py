@@ -62,6 +62,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
+    nesterov: bool = True
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
@@ -170,7 +171,7 @@ def lr_factor(config: TrainConfig, steps_per_epoch: int) -> Any:
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+                               weight_decay=config.weight_decay, nesterov=config.nesterov and config.momentum > 0)
     return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 

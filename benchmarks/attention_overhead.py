@@ -14,7 +14,6 @@ interleaved in one process; the table shows medians and ratios.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from torch import Tensor, nn
 
 from plugattn import CBAM, SqueezeExcite, create_model
 from plugattn.optimize import optimize
+from plugattn.profiling import peak_memory
 
 SHAPES = [(8, 256, 56, 56), (8, 512, 28, 28), (8, 1024, 14, 14), (1, 2048, 7, 7)]
 
@@ -75,40 +75,6 @@ def interleaved(functions: dict[str, Callable[[], object]], rounds: int, burst: 
             if round_index:
                 samples[name].append((time.perf_counter() - start) / burst)
     return {name: statistics.median(times) for name, times in samples.items()}
-
-
-def _heap_in_use() -> Callable[[], int] | None:
-    """Bytes glibc's malloc has handed out (arenas + mmapped chunks), where mallinfo2 exists (glibc ≥ 2.33)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        info = libc.mallinfo2
-    except (OSError, AttributeError):
-        return None
-
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in
-                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
-
-    info.restype = MallInfo2
-    return lambda: info().uordblks + info().hblkhd
-
-
-def peak_memory(function: Callable[[], object]) -> int | None:
-    """Peak bytes allocated above the starting point during ``function()`` (a training step), sampled each
-    time autograd saves or unpacks a tensor (every layer, forward and backward)."""
-    in_use = _heap_in_use()
-    if in_use is None:
-        return None
-    start = in_use()
-    peak = [start]
-
-    def sample(tensor: Tensor) -> Tensor:
-        peak[0] = max(peak[0], in_use())
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(sample, sample):
-        function()
-    return peak[0] - start
 
 
 def module_level(rounds: int, compile_blocks: bool) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+import ctypes
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -115,3 +116,43 @@ def profile(
             report.latency_ms[batch_size] = with_attention * 1e3
             report.baseline_latency_ms[batch_size] = without * 1e3
     return report
+
+
+def _heap_in_use() -> Callable[[], int] | None:
+    """Bytes glibc's malloc has handed out (arenas + mmapped chunks), where mallinfo2 exists (glibc ≥ 2.33)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        info = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+    info.restype = MallInfo2
+
+    def in_use() -> int:
+        current = info()
+        return current.uordblks + current.hblkhd
+
+    return in_use
+
+
+def peak_memory(function: Callable[[], object]) -> int | None:
+    """Peak bytes allocated above the starting point while ``function()`` runs (e.g. a training step), sampled
+    from the C allocator each time autograd saves or unpacks a tensor (every layer, forward and backward);
+    None where glibc's ``mallinfo2`` is missing. CPU memory only."""
+    in_use = _heap_in_use()
+    if in_use is None:
+        return None
+    start = in_use()
+    peak = [start]
+
+    def sample(tensor: Tensor) -> Tensor:
+        peak[0] = max(peak[0], in_use())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(sample, sample):
+        function()
+    return peak[0] - start

@@ -130,12 +130,18 @@ def test_forward_with_identity_equals_identity_plus_block(kind, grad):
         assert torch.equal(x1, x) and torch.equal(i1, identity)  # inputs untouched
 
 
-@pytest.mark.parametrize("name", ["cbam_resnet20", "se_resnet20", "cbam_resnet50"])
-def test_zoo_units_with_fused_addition_equal_the_reference_path(name):
+UNIT_CASES = [("cbam_resnet20", {}), ("se_resnet20", {}), ("cbam_resnet50", {}),
+              ("se_resnet20", {"squeeze": "max"}), ("cbam_resnet20", {"pool_types": ("max", "lp", "lse")})]
+
+
+@pytest.mark.parametrize(("name", "options"), UNIT_CASES, ids=[f"{n}-{o}" for n, o in UNIT_CASES])
+def test_zoo_units_with_fused_addition_equal_the_reference_path(name, options):
+    """In training the fused units rebuild the block input from the BatchNorm's input in backward; gradients
+    (max pooling's included, whose backward compares values) equal the plain autograd path's."""
     from plugattn.models import ResidualUnit, create_model
 
     torch.manual_seed(0)
-    fast = create_model(name, num_classes=5)
+    fast = create_model(name, num_classes=5, **options).train()
     reference = copy.deepcopy(fast)
     for unit in reference.modules():
         if isinstance(unit, ResidualUnit):
@@ -172,3 +178,30 @@ def test_grouped_channel_max_equals_amax(shape):
     x = torch.randn(shape)
     assert torch.equal(channel_max(x), x.amax(1, keepdim=True))
     assert torch.equal(channel_max(x.contiguous(memory_format=torch.channels_last)), x.amax(1, keepdim=True))
+
+
+def test_training_units_keep_no_full_size_copy_for_the_attention():
+    from plugattn.models import ResidualUnit, create_model
+    from plugattn.profiling import peak_memory
+
+    x = torch.randn(32, 3, 32, 32)
+
+    def step_peak(model):
+        def step():
+            model(x).sum().backward()
+            model.zero_grad(set_to_none=True)
+
+        step()
+        return min(peak_memory(step) for _ in range(2))
+
+    torch.manual_seed(0)
+    if peak_memory(lambda: None) is None:
+        pytest.skip("peak_memory needs glibc's mallinfo2")
+    plain = step_peak(create_model("resnet20").train())
+    for name in ("se_resnet20", "cbam_resnet20"):
+        model = create_model(name, reduction=4).train()
+        assert step_peak(model) < 1.08 * plain, name  # only (N, C) weights and (N, 1, H, W) maps are added
+        for unit in model.modules():
+            if isinstance(unit, ResidualUnit):
+                unit.gated_add = False  # plain autograd keeps the block's input: one more map per unit
+        assert step_peak(model) > 1.12 * plain, name

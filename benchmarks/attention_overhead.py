@@ -98,8 +98,9 @@ def module_level(rounds: int, compile_blocks: bool) -> None:
             "timm CBAM": CbamModule(channels, rd_ratio=1 / 16),
         }
         if compile_blocks:
-            blocks["SE compiled"] = torch.compile(SqueezeExcite(channels, bias=True))
-            blocks["CBAM compiled"] = torch.compile(CBAM(channels))
+            torch._dynamo.reset()  # each shape compiled afresh, as a user's model would be
+            blocks["SE compiled"] = torch.compile(SqueezeExcite(channels, bias=True), dynamic=False)
+            blocks["CBAM compiled"] = torch.compile(CBAM(channels), dynamic=False)
         for block in blocks.values():
             block.eval()
         for layout, memory_format in (("NCHW", torch.contiguous_format), ("channels-last", torch.channels_last)):

@@ -72,12 +72,14 @@ def fold_batchnorm(model: nn.Module, example: Tensor) -> int:
 
 
 def optimize(model: nn.Module, example: Tensor, *, fold: bool = True, channels_last: bool = True,
-             compile: bool = True, mode: str | None = None) -> nn.Module:
+             compile: bool = True, mode: str | None = None, dynamic: bool | None = False) -> nn.Module:
     """An inference copy of ``model``: BatchNorm folded into convolutions (checked on ``example``), channels-last
-    memory format for 4-D inputs and ``torch.compile``. Feed it inputs in the same memory format."""
+    memory format for 4-D inputs and ``torch.compile``. Feed it inputs in the same memory format.
+    ``dynamic=False`` compiles a kernel per input shape (fastest for a fixed batch size); ``None`` lets
+    ``torch.compile`` switch to shape-generic kernels once a second shape arrives."""
     optimized = copy.deepcopy(model).eval()
     if fold:
         fold_batchnorm(optimized, example)
     if channels_last and example.dim() == 4:
         optimized = optimized.to(memory_format=torch.channels_last)
-    return torch.compile(optimized, mode=mode) if compile else optimized
+    return torch.compile(optimized, mode=mode, dynamic=dynamic) if compile else optimized

@@ -143,7 +143,7 @@ def network_level(rounds: int, compile_models: bool) -> None:
         model.zero_grad(set_to_none=True)
         return loss
 
-    medians = interleaved({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(5, rounds // 2), burst=1)
+    medians = interleaved({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(9, rounds), burst=1)
     base = medians["resnet50"]
     print(f"| training step, eager | {batch} | " + " | ".join(
         f"{medians[n] * 1e3:.0f} ({medians[n] / base:.3f})" for n in names) + " |")

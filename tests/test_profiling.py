@@ -43,3 +43,16 @@ def test_cli_profile_prints_the_table():
     assert "0.272 M" in result.output and "attention MACs" in result.output and "latency, batch 8" in result.output
     bad = CliRunner().invoke(app, ["profile", "resnet5"])
     assert bad.exit_code != 0 and "resnet50" in bad.output
+
+
+def test_mac_count_does_not_depend_on_the_cbam_implementation_path():
+    from plugattn import CBAM
+
+    model = create_model("cbam_resnet20", reduction=4).eval()
+    x = torch.randn(1, 3, 32, 32)
+    fast = count_macs(model, x)
+    assert all(block.fast for block in model.modules() if isinstance(block, CBAM))  # restored afterwards
+    for block in model.modules():
+        if isinstance(block, CBAM):
+            block.fast = False
+    assert count_macs(model, x) == fast

@@ -10,6 +10,7 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
@@ -70,14 +71,14 @@ def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = No
     console = Console()
     plain = create_model("resnet20", in_channels=1)
     table = Table(title=f"ResNet-20 on Fashion-MNIST: {train_subset} images x {epochs} epoch(s), seed {seed}, r=4")
-    for column in ("attention", "test top-1", "top-5", "params", "MACs", "latency b1", "latency b8", "train s"):
+    for column in ("attention", "test top-1", "top-5", "params (M)", "MACs (M)", "latency b1", "latency b8", "train s"):
         table.add_column(column, justify="left" if column == "attention" else "right")
     for row in rows:
         attention = None if row["attention"] == "none" else row["attention"]
         model = create_model("resnet20", in_channels=1, attention=attention, reduction=4)
         report = profile(model, (1, 28, 28), baseline=plain, batch_sizes=(1, 8), rounds=20)
-        table.add_row(row["attention"], f"{row['top1']:.2%}", f"{row['top5']:.2%}", f"{row['params'] / 1e6:.4f} M",
-                      f"{row['macs'] / 1e6:.2f} M", f"x{report.latency_ratio(1):.2f}", f"x{report.latency_ratio(8):.2f}",
+        table.add_row(row["attention"], f"{row['top1']:.2%}", f"{row['top5']:.2%}", f"{row['params'] / 1e6:.4f}",
+                      f"{row['macs'] / 1e6:.2f}", f"x{report.latency_ratio(1):.2f}", f"x{report.latency_ratio(8):.2f}",
                       f"{row['train_seconds']:.0f}")
     console.print(table)
     console.print("latency: relative to plain ResNet-20 in the same run (median of 20 interleaved rounds)")
@@ -85,7 +86,7 @@ def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = No
     plain_trained = load_trained(out / "attention=none" / "last.safetensors")[0]
     written = visualise(cbam, data, out / "viz", plain=plain_trained)
     weights = modality_experiment(data, out / "viz", seed=seed)
-    console.print("modalities (SE over [image, edges, noise] input channels): "
+    console.print(escape("modalities (SE over [image, edges, noise] input channels): ")
                   + ", ".join(f"{name} {weight:.3f}" for name, weight in weights.items()))
     for kind, path in {**written, "mean SE weight per input modality": out / "viz" / "modalities.png",
                        "accuracy per attention": out / "results.png"}.items():

@@ -83,7 +83,8 @@ def test_torchrun_two_processes_on_gloo(image_folder, tmp_path):
 
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_runs(image_folder, tmp_path):
     args = ["sweep", "attention=none,se", "--dataset", f"imagefolder:{image_folder}", "--epochs", "2",
-            "--batch-size", "16", "--lr", "0.05", "--no-progress", "--out", str(tmp_path)]
+            "--batch-size", "16", "--lr", "0.05", "--no-nesterov", "--weight-decay", "1e-4", "--schedule", "step",
+            "--milestones", "1", "--no-progress", "--out", str(tmp_path)]
     first = _cli(*args, env={"PLUGATTN_FAULT_KILL_AFTER": "1@attention=se"})
     assert first.returncode == -9
     assert (tmp_path / "attention=none" / "summary.json").exists()
@@ -97,6 +98,8 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_runs(image_fold
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert rows[0].startswith("attention,top1") and len(rows) == 3
     assert (tmp_path / "results.png").stat().st_size > 0 and "±" in (tmp_path / "results.md").read_text()
+    config = load_checkpoint(tmp_path / "attention=se" / "last.safetensors")[1]["config"]
+    assert (config["nesterov"], config["weight_decay"], config["schedule"], config["milestones"]) == (False, 1e-4, "step", [1])
 
 
 def test_sweep_grid_mean_and_std_over_seeds(image_folder, tmp_path):

@@ -233,6 +233,14 @@ def sweep(
     epochs: int = typer.Option(10),
     batch_size: int = typer.Option(128),
     lr: float = typer.Option(0.1),
+    optimizer: str = typer.Option("sgd", help="sgd (with momentum) or adamw."),
+    momentum: float = typer.Option(0.9),
+    nesterov: bool = typer.Option(True, help="Nesterov momentum for sgd; --no-nesterov as He et al. trained."),
+    weight_decay: float = typer.Option(5e-4),
+    schedule: str = typer.Option("cosine", help="cosine, step or constant."),
+    warmup_epochs: float = typer.Option(0.0),
+    milestones: str = typer.Option("30,60,90", help="Epochs at which the step schedule divides the lr by 10."),
+    label_smoothing: float = typer.Option(0.0),
     train_subset: int = typer.Option(None),
     test_subset: int = typer.Option(None),
     precision: str = typer.Option("fp32"),
@@ -245,12 +253,15 @@ def sweep(
     from plugattn.data import DataError
     from plugattn.sweep import parse_grid
     from plugattn.sweep import sweep as run_sweep
-    from plugattn.training import TrainConfig
+    from plugattn.training import TrainConfig, parse_int_list
 
-    base = TrainConfig(model=model, dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size, lr=lr,
-                       train_subset=train_subset, test_subset=test_subset, precision=precision, workers=workers,
-                       progress=progress)
     try:
+        base = TrainConfig(model=model, dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size,
+                           lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                           schedule=schedule, warmup_epochs=warmup_epochs,
+                           milestones=parse_int_list(milestones, "--milestones") or [],
+                           label_smoothing=label_smoothing, train_subset=train_subset, test_subset=test_subset,
+                           precision=precision, workers=workers, progress=progress)
         run_sweep(base, parse_grid(grid), out)
     except (DataError, CheckpointError, ValueError, TypeError) as error:
         raise _fail(error) from None

@@ -120,6 +120,17 @@ def profile(
         Console().print(f"threads: {torch.get_num_threads()}; median of {rounds} interleaved rounds")
 
 
+# Optimiser and schedule options shared by `train` and `sweep`.
+OPTIMIZER_OPTION = typer.Option("sgd", help="sgd (with momentum) or adamw.")
+MOMENTUM_OPTION = typer.Option(0.9)
+NESTEROV_OPTION = typer.Option(True, help="Nesterov momentum for sgd; --no-nesterov as He et al. trained.")
+WEIGHT_DECAY_OPTION = typer.Option(5e-4)
+WARMUP_EPOCHS_OPTION = typer.Option(0.0)
+MILESTONES_OPTION = typer.Option("30,60,90", help="Epochs at which the step schedule divides the lr by 10.")
+LABEL_SMOOTHING_OPTION = typer.Option(0.0)
+SCHEDULE_OPTION = typer.Option("cosine", help="cosine, step (x0.1 at each of --milestones) or constant.")
+
+
 def _fail(error: Exception, hint: str | None = None) -> typer.Exit:
     Console(stderr=True).print(f"[bold red]error:[/] {error}" + (f"\n{hint}" if hint else ""))
     return typer.Exit(2)
@@ -150,15 +161,15 @@ def train(
     test_subset: int = typer.Option(None, help="Evaluate on this many test images."),
     epochs: int = typer.Option(10),
     batch_size: int = typer.Option(128),
-    optimizer: str = typer.Option("sgd", help="sgd (with momentum) or adamw."),
+    optimizer: str = OPTIMIZER_OPTION,
     lr: float = typer.Option(0.1),
-    momentum: float = typer.Option(0.9),
-    nesterov: bool = typer.Option(True, help="Nesterov momentum for sgd; --no-nesterov as He et al. trained."),
-    weight_decay: float = typer.Option(5e-4),
-    schedule: str = typer.Option("cosine", help="cosine, step (x0.1 at each of --milestones) or constant."),
-    warmup_epochs: float = typer.Option(0.0),
-    milestones: str = typer.Option("30,60,90", help="Epochs at which the step schedule divides the lr by 10."),
-    label_smoothing: float = typer.Option(0.0),
+    momentum: float = MOMENTUM_OPTION,
+    nesterov: bool = NESTEROV_OPTION,
+    weight_decay: float = WEIGHT_DECAY_OPTION,
+    schedule: str = SCHEDULE_OPTION,
+    warmup_epochs: float = WARMUP_EPOCHS_OPTION,
+    milestones: str = MILESTONES_OPTION,
+    label_smoothing: float = LABEL_SMOOTHING_OPTION,
     precision: str = typer.Option("fp32", help="fp32, bf16 (CPU or CUDA) or fp16 (CUDA)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     channels_last: bool = typer.Option(False, "--channels-last"),
@@ -233,14 +244,14 @@ def sweep(
     epochs: int = typer.Option(10),
     batch_size: int = typer.Option(128),
     lr: float = typer.Option(0.1),
-    optimizer: str = typer.Option("sgd", help="sgd (with momentum) or adamw."),
-    momentum: float = typer.Option(0.9),
-    nesterov: bool = typer.Option(True, help="Nesterov momentum for sgd; --no-nesterov as He et al. trained."),
-    weight_decay: float = typer.Option(5e-4),
-    schedule: str = typer.Option("cosine", help="cosine, step or constant."),
-    warmup_epochs: float = typer.Option(0.0),
-    milestones: str = typer.Option("30,60,90", help="Epochs at which the step schedule divides the lr by 10."),
-    label_smoothing: float = typer.Option(0.0),
+    optimizer: str = OPTIMIZER_OPTION,
+    momentum: float = MOMENTUM_OPTION,
+    nesterov: bool = NESTEROV_OPTION,
+    weight_decay: float = WEIGHT_DECAY_OPTION,
+    schedule: str = SCHEDULE_OPTION,
+    warmup_epochs: float = WARMUP_EPOCHS_OPTION,
+    milestones: str = MILESTONES_OPTION,
+    label_smoothing: float = LABEL_SMOOTHING_OPTION,
     train_subset: int = typer.Option(None),
     test_subset: int = typer.Option(None),
     precision: str = typer.Option("fp32"),
@@ -253,15 +264,15 @@ def sweep(
     from plugattn.data import DataError
     from plugattn.sweep import parse_grid
     from plugattn.sweep import sweep as run_sweep
-    from plugattn.training import TrainConfig, parse_int_list
 
     try:
-        base = TrainConfig(model=model, dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size,
-                           lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                           schedule=schedule, warmup_epochs=warmup_epochs,
-                           milestones=parse_int_list(milestones, "--milestones") or [],
-                           label_smoothing=label_smoothing, train_subset=train_subset, test_subset=test_subset,
-                           precision=precision, workers=workers, progress=progress)
+        base = _train_config(
+            model=model, attention=None, stages=None, option=None, dataset=dataset, data_dir=data_dir, epochs=epochs,
+            batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
+            weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, milestones=milestones,
+            label_smoothing=label_smoothing, train_subset=train_subset, test_subset=test_subset, precision=precision,
+            workers=workers, progress=progress,
+        )
         run_sweep(base, parse_grid(grid), out)
     except (DataError, CheckpointError, ValueError, TypeError) as error:
         raise _fail(error) from None

@@ -31,7 +31,9 @@ class SqueezeExcite(nn.Module):
     """
 
     fuses_addition = True
-    """``forward(x, identity)`` returns ``identity + forward(x)`` fused; residual units look for this."""
+    """``forward(x, identity)`` returns ``identity + forward(x)`` fused; residual units look for this and, in
+    training, may hand the block's backward a rebuilt ``x`` (so no backward here compares ``x`` with a saved
+    output: maxima are found again)."""
 
     def __init__(
         self,

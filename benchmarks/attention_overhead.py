@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plugattn import CBAM, SqueezeExcite, create_model
-from plugattn.optimize import optimize
+from plugattn.inference import optimize
 from plugattn.profiling import peak_memory
 
 SHAPES = [(8, 256, 56, 56), (8, 512, 28, 28), (8, 1024, 14, 14), (1, 2048, 7, 7)]

@@ -22,7 +22,8 @@ from plugattn.export import export_onnx, script_model
 from plugattn.interop import LoadReport, convert_state_dict, detect_layout, load_pretrained
 from plugattn.inspection import AttentionCapture, capture, visualise
 from plugattn.models import create_model, list_models, load_backbone_state_dict, without_attention
-from plugattn.profiling import ProfileReport, count_macs, count_parameters, profile
+from plugattn.inference import fold_batchnorm, optimize
+from plugattn.profiling import ProfileReport, count_macs, count_parameters, peak_memory, profile
 
 __version__ = "0.1.0"
 
@@ -48,11 +49,14 @@ __all__ = [
     "detach",
     "detect_layout",
     "export_onnx",
+    "fold_batchnorm",
     "insertion_points",
     "list_attention",
     "list_models",
     "load_pretrained",
     "load_backbone_state_dict",
+    "optimize",
+    "peak_memory",
     "profile",
     "register_attention",
     "register_residual_unit",

@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from plugattn.models import create_model
-from plugattn.optimize import fold_batchnorm, optimize
+from plugattn.inference import fold_batchnorm, optimize
 
 
 def _randomise_statistics(model):

@@ -125,7 +125,7 @@ class SpatialGate(nn.Module):
 
     def spatial_map(self, x: Tensor) -> Tensor:
         """Spatial attention ``M_s`` (N, 1, *spatial) in (0, 1)."""
-        return self.map_from_pools(torch.cat((maximum(x, [1], True), x.mean(1, keepdim=True)), 1))
+        return self.map_from_pools(torch.cat((maximum(x, [1]), x.mean(1, keepdim=True)), 1))
 
     def map_from_pools(self, pooled: Tensor) -> Tensor:
         """``M_s`` from the channel-pooled maps [max; mean] (N, 2, *spatial)."""

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from plugattn.blocks._checks import broadcast_channels
 from plugattn.blocks.pooling import channel_max
 
 
@@ -55,10 +56,6 @@ def _row_dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).flatten(2).sum(2)
 
 
-def _per_channel(channel: Tensor, like: Tensor) -> Tensor:
-    return channel.view(*channel.shape, *([1] * (like.dim() - 2)))
-
-
 def _pools(x: Tensor, channel: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Channel-wise max and mean of ``y = x·Mc`` (N, 1, *S); the mean from ``x`` where a bmm can."""
     if x.is_contiguous():
@@ -76,13 +73,13 @@ class _PoolsOfScaled(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, channel: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         ctx.save_for_backward(x, channel)
-        return _pools(x, channel, x * _per_channel(channel, x))
+        return _pools(x, channel, x * broadcast_channels(channel, x))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_max: Tensor, grad_mean: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
         x, channel = ctx.saved_tensors
-        weights = _per_channel(channel, x)
+        weights = broadcast_channels(channel, x)
         at_max = x * weights
         torch.eq(at_max, channel_max(at_max), out=at_max)  # y, then in its place a 0/1 mask of its maxima
         grad_y = torch.addcmul(grad_mean / x.shape[1], at_max, grad_max / at_max.sum(1, keepdim=True), out=at_max)
@@ -97,7 +94,7 @@ class _ScaleTwice(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, channel: Tensor, spatial: Tensor, identity: Tensor | None) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, channel, spatial)
-        scaled = x * _per_channel(channel, x)
+        scaled = x * broadcast_channels(channel, x)
         return scaled.mul_(spatial) if identity is None else torch.addcmul(identity, scaled, spatial, out=scaled)
 
     @staticmethod
@@ -114,7 +111,7 @@ class _ScaleTwice(torch.autograd.Function):
                 grad_spatial = _channel_dot(channel, buffer).to(spatial.dtype)
         if ctx.needs_input_grad[0]:
             grad_x = torch.mul(grad, spatial, out=buffer) if buffer is not None else (grad * spatial).to(x.dtype)
-            grad_x.mul_(_per_channel(channel, x))
+            grad_x.mul_(broadcast_channels(channel, x))
         return grad_x, grad_channel, grad_spatial, grad if ctx.needs_input_grad[3] else None
 
 
@@ -127,7 +124,7 @@ def channel_then_spatial(x: Tensor, channel: Tensor, map_from_pools: Callable[[T
         maxima, mean = _PoolsOfScaled.apply(x, channel)
         spatial = map_from_pools(torch.cat((maxima, mean), 1))
         return _ScaleTwice.apply(x, channel, spatial, identity)
-    y = x * _per_channel(channel, x)
+    y = x * broadcast_channels(channel, x)
     spatial = map_from_pools(torch.cat(_pools(x, channel, y), 1))
     if torch.is_grad_enabled() and (spatial.requires_grad or (identity is not None and identity.requires_grad)):
         return _ScaleTwice.apply(x, channel, spatial, identity)

@@ -24,38 +24,33 @@ def channel_max(y: Tensor) -> Tensor:
     return y.amax(1, keepdim=True)
 
 
-def _amax(x: Tensor, dims: List[int], keepdim: bool) -> Tensor:
-    if dims == [1]:
-        found = channel_max(x)
-        return found if keepdim else found.squeeze(1)
-    return x.amax(dims, keepdim)
+def _amax(x: Tensor, dims: List[int]) -> Tensor:
+    """``x.amax(dims, keepdim=True)``, through :func:`channel_max` for the channel axis."""
+    return channel_max(x) if dims == [1] else x.amax(dims, keepdim=True)
 
 
 def _gradient_at_maxima(x: Tensor, dims: List[int], grad: Tensor) -> Tensor:
     """``grad`` (kept dims) shared equally among the maxima of ``x`` over ``dims``, found again in ``x``."""
-    at_max = torch.eq(x, _amax(x, dims, True), out=torch.empty_like(x))  # 0/1 mask, in x's dtype
+    at_max = torch.eq(x, _amax(x, dims), out=torch.empty_like(x))  # 0/1 mask, in x's dtype
     return at_max.mul_(grad / at_max.sum(dims, keepdim=True))
 
 
 class _MaxFoundAgain(torch.autograd.Function):
-    """``amax`` whose backward locates the maxima in the saved input instead of comparing it with the
-    saved output: exact ties share the gradient as ``amax``'s do, and an input that was rebuilt (see
+    """``amax`` (dims kept) whose backward locates the maxima in the saved input instead of comparing it with
+    the saved output: exact ties share the gradient as ``amax``'s do, and an input that was rebuilt (see
     :mod:`plugattn.models.recompute`) with last-bit differences still routes every gradient somewhere."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, dims: List[int], keepdim: bool) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, dims: List[int]) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
-        ctx.dims, ctx.keepdim = dims, keepdim
-        return _amax(x, dims, keepdim)
+        ctx.dims = dims
+        return _amax(x, dims)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        if not ctx.keepdim:
-            for dim in sorted(ctx.dims):
-                grad = grad.unsqueeze(dim)
-        return _gradient_at_maxima(x, ctx.dims, grad), None, None
+        return _gradient_at_maxima(x, ctx.dims, grad), None
 
 
 def _records(x: Tensor) -> bool:
@@ -65,18 +60,18 @@ def _records(x: Tensor) -> bool:
 
 
 @torch.jit.unused
-def _maximum_eager(x: Tensor, dims: List[int], keepdim: bool) -> Tensor:
+def _maximum_eager(x: Tensor, dims: List[int]) -> Tensor:
     if _records(x):
-        return _MaxFoundAgain.apply(x, dims, keepdim)
-    return _amax(x, dims, keepdim)
+        return _MaxFoundAgain.apply(x, dims)
+    return _amax(x, dims)
 
 
-def maximum(x: Tensor, dims: List[int], keepdim: bool = False) -> Tensor:
-    """``x.amax(dims, keepdim)``: grouped over channels where faster, and through :class:`_MaxFoundAgain`
+def maximum(x: Tensor, dims: List[int]) -> Tensor:
+    """``x.amax(dims, keepdim=True)``: grouped over channels where faster, and through :class:`_MaxFoundAgain`
     when autograd records it."""
     if torch.jit.is_scripting():
-        return x.amax(dims, keepdim)
-    return _maximum_eager(x, dims, keepdim)
+        return x.amax(dims, True)
+    return _maximum_eager(x, dims)
 
 
 def _pool(x: Tensor, pool_type: str) -> Tensor:

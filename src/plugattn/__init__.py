@@ -23,6 +23,7 @@ from plugattn.interop import LoadReport, convert_state_dict, detect_layout, load
 from plugattn.inspection import AttentionCapture, capture, visualise
 from plugattn.models import create_model, list_models, load_backbone_state_dict, without_attention
 from plugattn.inference import fold_batchnorm, optimize
+from plugattn.fastpath import fast
 from plugattn.profiling import ProfileReport, count_macs, count_parameters, peak_memory, profile
 
 __version__ = "0.1.0"
@@ -49,6 +50,7 @@ __all__ = [
     "detach",
     "detect_layout",
     "export_onnx",
+    "fast",
     "fold_batchnorm",
     "insertion_points",
     "list_attention",

@@ -3,18 +3,17 @@ of both, and inference latency relative to the same model without attention."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from plugattn.blocks import CBAM, find_attention_blocks
+from plugattn.blocks import find_attention_blocks
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -22,25 +21,12 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@contextlib.contextmanager
-def _reference_formulation(module: nn.Module) -> Iterator[None]:
-    """CBAM blocks on their reference path for the duration: the fast path computes a channel mean as a batched
-    matrix product, which a FLOP counter would take for a layer's multiply-accumulates."""
-    switched = [block for block in module.modules() if isinstance(block, CBAM) and block.fast]
-    for block in switched:
-        block.fast = False
-    try:
-        yield
-    finally:
-        for block in switched:
-            block.fast = True
-
-
 def _macs_by_module(module: nn.Module, *inputs: Tensor) -> dict[str, int]:
     """MACs per module path (``""`` for the whole model) of one forward pass, matrix products and convolutions only
-    (counted on the blocks' reference formulation, so that an implementation detail never changes the count)."""
+    (the counter is a dispatch mode, under which the blocks run their reference formulation: an implementation
+    detail never changes the count)."""
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), _reference_formulation(module), counter:
+    with torch.no_grad(), counter:
         module(*inputs)
     root = type(module).__name__
     by_module = {"": counter.get_total_flops() // 2}

@@ -1,4 +1,6 @@
-"""The fast CBAM path equals the reference path, forward and backward, and keeps less for backward."""
+"""The fused paths equal the reference: inference fusion (on by default, no autograd) against the naive
+formulas, and the opt-in training fast path (``plugattn.fast``) against the default path, forward, backward
+and double backward; the fast path keeps less for backward."""
 
 import copy
 import itertools
@@ -6,7 +8,9 @@ import itertools
 import pytest
 import torch
 
+import plugattn
 from plugattn import CBAM
+from tests.blocks import naive
 
 POOLS = [("avg", "max"), ("avg",), ("max", "lse"), ("avg", "max", "lp", "lse")]
 
@@ -22,12 +26,12 @@ CASES = list(itertools.product(POOLS, [3, 7], [1, 2, 3], [False, True], ["train"
 
 def _pair(pool_types, kernel_size, dims):
     torch.manual_seed(0)
-    fast = CBAM(24, 4, pool_types=pool_types, kernel_size=kernel_size, dims=dims)
+    fast = CBAM(24, 4, pool_types=pool_types, kernel_size=kernel_size, dims=dims, fast=True)
     with torch.no_grad():
         fast.spatial_gate.spatial.bn.weight.uniform_(0.5, 1.5)
         fast.spatial_gate.spatial.bn.running_var.uniform_(0.5, 2)
-    reference = copy.deepcopy(fast)
-    reference.fast = False
+    reference = plugattn.fast(copy.deepcopy(fast), False)
+    assert fast.channel_gate.fast and not reference.fast and not reference.channel_gate.fast
     return fast, reference
 
 
@@ -61,26 +65,54 @@ def test_fast_equals_reference_forward_and_backward(pool_types, kernel_size, dim
         torch.testing.assert_close(fast.spatial_gate.spatial.bn.running_mean, reference.spatial_gate.spatial.bn.running_mean)
 
 
-def test_inference_path_leaves_the_input_alone():
-    fast, reference = _pair(("avg", "max"), 7, 2)
-    fast.eval(), reference.eval()
-    x = torch.randn(2, 24, 8, 8)
+@pytest.mark.parametrize("shape", [(2, 24, 8, 8), (2, 256, 64, 64)])  # the second takes the grouped channel max
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_inference_fusion_equals_the_formulas_and_leaves_the_input_alone(shape, mode):
+    torch.manual_seed(0)
+    block = CBAM(shape[1], 16).train(mode == "train")
+    x = torch.randn(shape)
     kept = x.clone()
+    expected = naive.cbam(x, block)  # naive reads the weights; the BN statistics it is given are copies
     with torch.no_grad():
-        torch.testing.assert_close(fast(x), reference(x), atol=1e-6, rtol=1e-6)
+        fused = block(x)
+        fused_identity = block(x, kept)
+    _close(fused, expected)
+    _close(fused_identity, kept + expected)
     assert torch.equal(x, kept)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16])
 def test_fast_equals_reference_under_autocast(dtype):
     fast, reference = _pair(("avg", "max"), 7, 2)
-    x = torch.randn(2, 24, 16, 16, requires_grad=True)
+    x = torch.randn(2, 24, 16, 16)
+    x_fast, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
     with torch.autocast("cpu", dtype=dtype):
-        out_fast, out_ref = fast(x), reference(x)
+        out_fast, out_ref = fast(x_fast), reference(x_ref)
     assert out_fast.dtype == out_ref.dtype
     torch.testing.assert_close(out_fast.float(), out_ref.float(), atol=2e-2, rtol=2e-2)
-    (out_fast.float().sum()).backward()
-    assert torch.isfinite(x.grad).all()
+    grad = torch.randn(out_ref.shape)
+    out_fast.float().backward(grad)
+    out_ref.float().backward(grad)
+    torch.testing.assert_close(x_fast.grad, x_ref.grad, atol=2e-2, rtol=2e-2)
+    for (name, p_fast), p_ref in zip(fast.named_parameters(), reference.parameters()):
+        scale = max(1.0, p_ref.grad.abs().max().item())
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, atol=2e-2 * scale, rtol=2e-2, msg=name)
+
+
+@pytest.mark.parametrize("pool_types", POOLS)
+def test_fast_path_double_backward_equals_the_reference(pool_types):
+    fast, reference = _pair(pool_types, 3, 2)
+    x = torch.randn(2, 24, 6, 7, dtype=torch.float64)
+    fast.double(), reference.double()
+    results = []
+    for block in (fast, reference):
+        leaf = x.clone().requires_grad_()
+        (grad_x,) = torch.autograd.grad(block(leaf).pow(2).sum(), leaf, create_graph=True)
+        penalty = grad_x.pow(2).sum()
+        penalty.backward()
+        results.append([leaf.grad, *(p.grad for p in block.parameters())])
+    for got, expected in zip(*results):
+        _close(got, expected)
 
 
 def _saved_bytes(module, x):
@@ -110,10 +142,8 @@ def test_forward_with_identity_equals_identity_plus_block(kind, grad):
     from plugattn import SqueezeExcite
 
     torch.manual_seed(0)
-    block = SqueezeExcite(24, 4, bias=True) if kind == "se" else _pair(("avg", "max"), 7, 2)[0]
-    reference = copy.deepcopy(block)
-    if kind == "cbam":
-        reference.fast = False
+    block = SqueezeExcite(24, 4, bias=True, fast=True) if kind == "se" else _pair(("avg", "max"), 7, 2)[0]
+    reference = plugattn.fast(copy.deepcopy(block), False)
     x, identity = torch.randn(2, 24, 9, 9), torch.randn(2, 24, 9, 9)
     x1, i1 = x.clone().requires_grad_(grad), identity.clone().requires_grad_(grad)
     x2, i2 = x.clone().requires_grad_(grad), identity.clone().requires_grad_(grad)
@@ -136,19 +166,13 @@ UNIT_CASES = [("cbam_resnet20", {}), ("se_resnet20", {}), ("cbam_resnet50", {}),
 
 @pytest.mark.parametrize(("name", "options"), UNIT_CASES, ids=[f"{n}-{o}" for n, o in UNIT_CASES])
 def test_zoo_units_with_fused_addition_equal_the_reference_path(name, options):
-    """In training the fused units rebuild the block input from the BatchNorm's input in backward; gradients
-    (max pooling's included, whose backward compares values) equal the plain autograd path's."""
-    from plugattn.models import ResidualUnit, create_model
+    """On the fast path, units rebuild the block input from the BatchNorm's input in backward; gradients
+    (max pooling's included, whose backward compares values) equal the default path's."""
+    from plugattn.models import create_model
 
     torch.manual_seed(0)
-    fast = create_model(name, num_classes=5, **options).train()
-    reference = copy.deepcopy(fast)
-    for unit in reference.modules():
-        if isinstance(unit, ResidualUnit):
-            assert unit.gated_add
-            unit.gated_add = False
-            if isinstance(unit.attention, CBAM):
-                unit.attention.fast = False
+    reference = create_model(name, num_classes=5, **options).train()
+    fast = plugattn.fast(copy.deepcopy(reference))
     x = torch.randn(2, 3, 32, 32) if "20" in name else torch.randn(2, 3, 64, 64)
     out_fast, out_ref = fast(x), reference(x)
     _close(out_fast, out_ref)
@@ -180,8 +204,8 @@ def test_grouped_channel_max_equals_amax(shape):
     assert torch.equal(channel_max(x.contiguous(memory_format=torch.channels_last)), x.amax(1, keepdim=True))
 
 
-def test_training_units_keep_no_full_size_copy_for_the_attention():
-    from plugattn.models import ResidualUnit, create_model
+def test_fast_training_units_keep_no_full_size_copy_for_the_attention():
+    from plugattn.models import create_model
     from plugattn.profiling import peak_memory
 
     x = torch.randn(32, 3, 32, 32)
@@ -200,8 +224,6 @@ def test_training_units_keep_no_full_size_copy_for_the_attention():
     plain = step_peak(create_model("resnet20").train())
     for name in ("se_resnet20", "cbam_resnet20"):
         model = create_model(name, reduction=4).train()
+        assert step_peak(model) > 1.12 * plain, name  # the default path keeps the block's input: one more map per unit
+        plugattn.fast(model)
         assert step_peak(model) < 1.08 * plain, name  # only (N, C) weights and (N, 1, H, W) maps are added
-        for unit in model.modules():
-            if isinstance(unit, ResidualUnit):
-                unit.gated_add = False  # plain autograd keeps the block's input: one more map per unit
-        assert step_peak(model) > 1.12 * plain, name

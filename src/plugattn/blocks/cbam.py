@@ -23,9 +23,15 @@ from plugattn.blocks._checks import (
     require_kernel_size,
     require_positive_int,
 )
-from plugattn.blocks.fused import channel_then_spatial
+from plugattn.blocks.fused import (
+    GlobalPools,
+    channel_then_spatial_inference,
+    channel_then_spatial_training,
+    fast_training_applies,
+    inference_fusion_applies,
+)
 from plugattn.blocks.gate import GateActivation
-from plugattn.blocks.pooling import POOL_TYPES, global_pools, maximum
+from plugattn.blocks.pooling import POOL_TYPES, global_pools
 
 ORDERS = ("channel-spatial", "spatial-channel", "parallel")
 
@@ -38,8 +44,11 @@ class ChannelGate(nn.Module):
 
     ``pool_types`` is any non-empty subset, in any order, of ``avg``, ``max``, ``lp`` (square root of
     the sum of squares, as ``F.lp_pool2d`` with p=2) and ``lse`` (stable log-sum-exp). The hidden
-    width is ``max(1, channels // reduction)``. Accepts any rank ≥ 3.
+    width is ``max(1, channels // reduction)``. Accepts any rank ≥ 3. ``fast=True`` opts in to the guarded
+    training fast path (see :func:`plugattn.fast`).
     """
+
+    plugattn_block = True
 
     def __init__(
         self,
@@ -48,6 +57,7 @@ class ChannelGate(nn.Module):
         *,
         pool_types: Sequence[str] = ("avg", "max"),
         bias: bool = True,
+        fast: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -55,6 +65,7 @@ class ChannelGate(nn.Module):
         self.channels = require_positive_int("channels", channels)
         self.reduction = require_positive_int("reduction", reduction)
         self.pool_types = list(require_choices("pool_types", pool_types, POOL_TYPES))
+        self.fast = bool(fast)
         hidden = hidden_width(channels, reduction)
         factory = factory_kwargs(device, dtype)
         self.mlp = nn.Sequential(
@@ -67,9 +78,18 @@ class ChannelGate(nn.Module):
 
     def channel_weights(self, x: Tensor) -> Tensor:
         """Channel attention ``M_c`` (N, C) in (0, 1); all descriptors go through the MLP as one batch."""
-        descriptors = global_pools(x, self.pool_types)
+        if not torch.jit.is_scripting() and self.fast:
+            descriptors = self._fast_pools(x)
+        else:
+            descriptors = global_pools(x, self.pool_types)
         logits = self.mlp(descriptors).unflatten(0, (len(self.pool_types), x.shape[0])).sum(0)
         return self.gate(logits)
+
+    @torch.jit.unused
+    def _fast_pools(self, x: Tensor) -> Tensor:
+        if fast_training_applies(self, x):
+            return GlobalPools.apply(x, tuple(self.pool_types))
+        return global_pools(x, self.pool_types)
 
     def forward(self, x: Tensor) -> Tensor:
         check_feature_map(x, "ChannelGate", self.channels, 0)
@@ -109,6 +129,8 @@ class SpatialGate(nn.Module):
     ``dims`` picks 1-D, 2-D or 3-D maps; ``kernel_size`` must be odd (default 7, the paper's best).
     """
 
+    plugattn_block = True
+
     def __init__(
         self,
         kernel_size: int = 7,
@@ -125,7 +147,7 @@ class SpatialGate(nn.Module):
 
     def spatial_map(self, x: Tensor) -> Tensor:
         """Spatial attention ``M_s`` (N, 1, *spatial) in (0, 1)."""
-        return self.map_from_pools(torch.cat((maximum(x, [1]), x.mean(1, keepdim=True)), 1))
+        return self.map_from_pools(torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), 1))
 
     def map_from_pools(self, pooled: Tensor) -> Tensor:
         """``M_s`` from the channel-pooled maps [max; mean] (N, 2, *spatial)."""
@@ -144,14 +166,16 @@ class CBAM(nn.Module):
 
     ``order="spatial-channel"`` swaps them; ``"parallel"`` computes both gates from the same input and
     applies both. ``spatial=False`` keeps the channel gate only (the seed's ``no_spatial``).
-    ``fast=True`` (default) runs the channel→spatial arrangement through :mod:`plugattn.blocks.fused`
-    (same math, fewer passes over memory, less kept for backward); ``fast=False`` the reference path.
+
+    The reference formulation runs by default. Without autograd (and outside tracing, export, compile and
+    ``torch.func``) the channel→spatial arrangement is fused (:mod:`plugattn.blocks.fused`: same math, fewer
+    passes over memory); ``fast=True`` opts in to the guarded training fast path (see :func:`plugattn.fast`).
     """
 
+    plugattn_block = True
     fuses_addition = True
-    """``forward(x, identity)`` returns ``identity + forward(x)`` fused; residual units look for this and, in
-    training, may hand the block's backward a rebuilt ``x`` (so no backward here compares ``x`` with a saved
-    output: maxima are found again)."""
+    """``forward(x, identity)`` returns ``identity + forward(x)``; residual units call it that way, so that the
+    fused path can add the shortcut in its last pass."""
 
     def __init__(
         self,
@@ -164,7 +188,7 @@ class CBAM(nn.Module):
         order: str = "channel-spatial",
         dims: int = 2,
         bias: bool = True,
-        fast: bool = True,
+        fast: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -175,17 +199,17 @@ class CBAM(nn.Module):
         self.dims = require_dims(dims)
         require_kernel_size(kernel_size)  # checked even when spatial=False, so a typo never hides
         factory = factory_kwargs(device, dtype)
-        self.channel_gate = ChannelGate(channels, reduction, pool_types=pool_types, bias=bias, **factory)
+        self.channel_gate = ChannelGate(channels, reduction, pool_types=pool_types, bias=bias, fast=fast, **factory)
         self.spatial_gate = SpatialGate(kernel_size, dims=dims, **factory) if spatial else None
 
     def forward(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
-        """The gated ``x``; with ``identity``, ``identity + gated x`` (fused into the last pass on the fast
-        path: how residual units add the block's output to their shortcut)."""
+        """The gated ``x``; with ``identity``, ``identity + gated x`` (fused into the last pass where fusion
+        applies: how residual units add the block's output to their shortcut)."""
         check_feature_map(x, "CBAM", self.channels, self.dims)
         if not torch.jit.is_scripting():
-            fast = self._fast_forward(x, identity)
-            if fast is not None:
-                return fast
+            fused = self._fused_forward(x, identity)
+            if fused is not None:
+                return fused
         out = self._reference(x)
         return out if identity is None else identity + out
 
@@ -203,12 +227,29 @@ class CBAM(nn.Module):
         channel = broadcast_channels(self.channel_gate.channel_weights(x), x)
         return x * channel * spatial_gate.spatial_map(x)
 
+    def _fuses(self) -> bool:
+        return self.spatial_gate is not None and self.order == "channel-spatial"
+
     @torch.jit.unused
-    def _fast_forward(self, x: Tensor, identity: Optional[Tensor]) -> Optional[Tensor]:
-        """The fast path's result, or None where it does not serve (it covers channel→spatial CBAM)."""
-        if not self.fast or self.spatial_gate is None or self.order != "channel-spatial":
+    def _fused_forward(self, x: Tensor, identity: Optional[Tensor]) -> Optional[Tensor]:
+        """The fused result where a fused path applies (channel→spatial only), else None."""
+        spatial_gate = self.spatial_gate
+        if spatial_gate is None or not self._fuses():
             return None
-        return channel_then_spatial(x, self.channel_gate.channel_weights(x), self.spatial_gate.map_from_pools, identity)
+        if inference_fusion_applies(self, x, identity):
+            fused = channel_then_spatial_inference
+        elif fast_training_applies(self, x, identity):
+            fused = channel_then_spatial_training
+        else:
+            return None
+        return fused(x, self.channel_gate.channel_weights(x), spatial_gate.map_from_pools, identity)
+
+    def accepts_rebuilt_input(self) -> bool:
+        """Whether this block's backward stays right when a residual unit rebuilds ``x`` instead of keeping it:
+        on the fast path (both gates' pools find maxima again in the rebuilt input) of channel→spatial CBAM or
+        of the channel gate alone."""
+        return self.fast and self.channel_gate.fast and (self.spatial_gate is None or self._fuses())
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, order={self.order!r}, dims={self.dims}, fast={self.fast}"
+        fast = ", fast=True" if self.fast else ""
+        return f"channels={self.channels}, order={self.order!r}, dims={self.dims}{fast}"

@@ -3,6 +3,10 @@
 A dict maps each name to a factory ``factory(channels, **options) -> nn.Module``; users add their own
 with :func:`register_attention`. Later parts of plugattn (the zoo, ``attach``, sweeps) build blocks only
 through this registry, so a registered block works everywhere.
+
+Blocks are marked, not recognised by type: plugattn's block classes carry ``plugattn_block = True`` and
+:func:`create_attention` sets the same attribute on each module it returns, so a user's factory that
+returns, say, an ``nn.Sequential`` marks that one instance and never every ``Sequential`` in the process.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from plugattn.blocks.squeeze_excite import SqueezeExcite
 AttentionFactory = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, AttentionFactory] = {}
-_BLOCK_TYPES: set[type[nn.Module]] = set()
+MARKER = "plugattn_block"
 
 
 def register_attention(
@@ -73,13 +77,16 @@ def create_attention(name: str, channels: int, **options: object) -> nn.Module:
         if unknown:
             raise TypeError(f"attention {name!r} does not take option(s) {unknown}; it takes {sorted(accepted)}")
     block = factory(channels, **options)
-    _BLOCK_TYPES.add(type(block))
+    if not isinstance(block, nn.Module):
+        raise TypeError(f"the factory of attention {name!r} must return an nn.Module, got {type(block).__name__}")
+    setattr(block, MARKER, True)
     return block
 
 
 def is_attention_block(module: nn.Module) -> bool:
-    """True for plugattn's blocks and for any module type that :func:`create_attention` has built."""
-    return isinstance(module, (SqueezeExcite, ChannelGate, SpatialGate, CBAM)) or type(module) in _BLOCK_TYPES
+    """True for modules marked as attention blocks: plugattn's block classes and every module that
+    :func:`create_attention` built."""
+    return getattr(module, MARKER, False) is True
 
 
 def find_attention_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -15,6 +15,7 @@ from plugattn.blocks._checks import (
     require_choice,
     require_positive_int,
 )
+from plugattn.blocks.fused import GlobalPools, fast_training_applies
 from plugattn.blocks.gate import GATE_FUNCTIONS, GateActivation
 from plugattn.blocks.pooling import global_pool
 
@@ -28,12 +29,13 @@ class SqueezeExcite(nn.Module):
     (``bias=True``, which their parameter counts prove). ``squeeze="max"`` and the ``tanh``/``relu``
     gates are the SENet ablations. Accepts any rank ≥ 3: (N,C,L), (N,C,H,W), (N,C,D,H,W).
     The state_dict keys (``fc.0.weight``, ``fc.2.weight``) are those of the seed and senet.pytorch.
+    ``fast=True`` opts in to the guarded training fast path (see :func:`plugattn.fast`).
     """
 
+    plugattn_block = True
     fuses_addition = True
-    """``forward(x, identity)`` returns ``identity + forward(x)`` fused; residual units look for this and, in
-    training, may hand the block's backward a rebuilt ``x`` (so no backward here compares ``x`` with a saved
-    output: maxima are found again)."""
+    """``forward(x, identity)`` returns ``identity + forward(x)`` in one pass (``addcmul``); residual units call
+    it that way."""
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class SqueezeExcite(nn.Module):
         squeeze: str = "avg",
         gate: str = "sigmoid",
         bias: bool = False,
+        fast: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -51,6 +54,7 @@ class SqueezeExcite(nn.Module):
         self.reduction = require_positive_int("reduction", reduction)
         self.squeeze = require_choice("squeeze", squeeze, SQUEEZES)
         self.gate_function = require_choice("gate", gate, GATE_FUNCTIONS)
+        self.fast = bool(fast)
         hidden = hidden_width(channels, reduction)
         factory = factory_kwargs(device, dtype)
         self.fc = nn.Sequential(
@@ -62,7 +66,20 @@ class SqueezeExcite(nn.Module):
 
     def channel_weights(self, x: Tensor) -> Tensor:
         """The excitation ``s`` (N, C) for input ``x``."""
+        if not torch.jit.is_scripting() and self.fast:
+            return self.fc(self._fast_squeeze(x))
         return self.fc(global_pool(x, self.squeeze))
+
+    @torch.jit.unused
+    def _fast_squeeze(self, x: Tensor) -> Tensor:
+        if fast_training_applies(self, x):
+            return GlobalPools.apply(x, (self.squeeze,))
+        return global_pool(x, self.squeeze)
+
+    def accepts_rebuilt_input(self) -> bool:
+        """Whether this block's backward stays right when a residual unit rebuilds ``x`` instead of keeping it
+        (true on the fast path, whose pooling finds maxima again in the rebuilt input)."""
+        return self.fast
 
     def forward(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
         """``x * s``; with ``identity``, ``identity + x * s`` in one pass over memory (how residual units
@@ -74,4 +91,6 @@ class SqueezeExcite(nn.Module):
         return torch.addcmul(identity, x, weights)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, reduction={self.reduction}, squeeze={self.squeeze!r}, gate={self.gate_function!r}"
+        fast = ", fast=True" if self.fast else ""
+        return (f"channels={self.channels}, reduction={self.reduction}, squeeze={self.squeeze!r}, "
+                f"gate={self.gate_function!r}{fast}")

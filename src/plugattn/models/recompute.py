@@ -6,6 +6,12 @@ inside :func:`recompute_batchnorm_output` every saved reference to ``x`` is repl
 shift)`` and rebuilt in one pass when backward needs it. The attention then costs almost no activation
 memory in training; the price is one pass in backward (and, where the BatchNorm's autograd node does
 not expose its batch statistics, one pass over ``z`` in forward to compute them again).
+
+This is part of the opt-in training fast path (:func:`plugattn.fast`). It runs only where
+:func:`rebuild_is_safe` holds: the norm is exactly ``nn.BatchNorm1d/2d/3d`` (a subclass such as
+SyncBatchNorm computes other statistics) and no hook can see or change the tensors involved. A
+higher-order backward (``create_graph=True``) rebuilds ``x`` through ``F.batch_norm`` with autograd,
+so its derivatives are the reference's.
 """
 
 from __future__ import annotations
@@ -14,7 +20,28 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules import module as module_hooks
+
+EXACT_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks)
+
+
+def rebuild_is_safe(norm: nn.Module, *others: nn.Module | None) -> bool:
+    """Whether ``norm``'s output may be rebuilt from its input: ``norm`` is exactly a BatchNorm1d/2d/3d, and
+    neither it, nor any of ``others`` (the unit, the attention block), nor the process has hooks on modules."""
+    if type(norm) not in EXACT_BATCH_NORMS:
+        return False
+    global_hooks = (module_hooks._global_forward_hooks, module_hooks._global_forward_pre_hooks,
+                    module_hooks._global_backward_hooks, module_hooks._global_backward_pre_hooks)
+    if any(global_hooks):
+        return False
+    return not any(_has_hooks(module) for module in (norm, *others) if module is not None)
 
 
 def _batch_statistics(output: Tensor, z: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -47,11 +74,15 @@ class _Recipe:
     """How to rebuild ``output`` from ``source``; shared by every saved reference to ``output``'s storage,
     with the rebuilt tensor cached between the unpacks of one backward pass."""
 
-    def __init__(self, output: Tensor, source: Tensor, scale: Tensor, shift: Tensor) -> None:
+    def __init__(self, output: Tensor, source: Tensor, norm: nn.modules.batchnorm._BatchNorm) -> None:
         self.storage = output.untyped_storage().data_ptr()
         self.size, self.stride, self.offset = output.size(), output.stride(), output.storage_offset()
         self.dtype, self.device = output.dtype, output.device
-        self.source, self.scale, self.shift = source, scale, shift
+        with torch.no_grad():
+            self.scale, self.shift = batchnorm_affine(norm, source, output)
+        self.source = source  # with its autograd history, for a higher-order backward
+        self.norm = norm
+        self.batch_statistics = norm.training or norm.running_mean is None or norm.running_var is None
         self.pending = 0
         self.rebuilt: Tensor | None = None
 
@@ -62,6 +93,9 @@ class _Recipe:
         return (self, tensor.size(), tensor.stride(), tensor.storage_offset() - self.offset)
 
     def rebuild(self) -> Tensor:
+        if torch.is_grad_enabled():  # a higher-order backward: rebuild with autograd, as the norm computed it
+            self.pending -= 1
+            return self._differentiable()
         if self.rebuilt is None:
             self.rebuilt = torch.empty_strided(self.size, self.stride, dtype=self.dtype, device=self.device)
             with torch.no_grad():
@@ -71,6 +105,12 @@ class _Recipe:
         if self.pending <= 0:
             self.rebuilt = None
         return rebuilt
+
+    def _differentiable(self) -> Tensor:
+        norm, batch = self.norm, self.batch_statistics
+        normed = F.batch_norm(self.source, None if batch else norm.running_mean, None if batch else norm.running_var,
+                              norm.weight, norm.bias, batch, 0.0, norm.eps)
+        return torch.empty_strided(self.size, self.stride, dtype=self.dtype, device=self.device).copy_(normed)
 
 
 def _unpack(packed: object) -> Tensor:
@@ -83,20 +123,10 @@ def _unpack(packed: object) -> Tensor:
 @contextlib.contextmanager
 def recompute_batchnorm_output(output: Tensor, source: Tensor, norm: nn.Module) -> Iterator[None]:
     """While inside, autograd saves ``output`` (``norm(source)``, just computed) as a recipe over ``source``.
-    Does nothing where it does not apply: no autograd, a norm that is not a BatchNorm, tensors without
-    real storage, or inside ``torch.compile`` (which traces saved tensors its own way)."""
-    applies = (
-        torch.is_grad_enabled()
-        and output.requires_grad
-        and isinstance(norm, nn.modules.batchnorm._BatchNorm)
-        and output.device.type in ("cpu", "cuda")
-        and not torch.compiler.is_compiling()
-    )
-    if not applies:
+    The caller checks :func:`rebuild_is_safe` and the fast path's guards; this does nothing without autograd."""
+    if not (torch.is_grad_enabled() and output.requires_grad):
         yield
         return
-    with torch.no_grad():
-        scale, shift = batchnorm_affine(norm, source, output)
-    recipe = _Recipe(output, source.detach(), scale, shift)
+    recipe = _Recipe(output, source, norm)
     with torch.autograd.graph.saved_tensors_hooks(recipe.pack, _unpack):
         yield

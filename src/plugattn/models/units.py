@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from plugattn.blocks._checks import require_choice
-from plugattn.models.recompute import recompute_batchnorm_output
+from plugattn.blocks.fused import fast_training_applies
+from plugattn.models.recompute import recompute_batchnorm_output, rebuild_is_safe
 
 POSITIONS = ("standard", "pre", "post", "identity")
 
@@ -36,6 +37,7 @@ class ResidualUnit(nn.Module):
         self.position = "standard"
         self.attention: nn.Module | None = None
         self.gated_add = False
+        self.fast = False
 
     def add_attention(self, build: AttentionBuilder, position: str) -> None:
         """Place ``build(channels)`` at ``position``; ``pre`` sees the unit's input channels, the rest its output."""
@@ -100,9 +102,15 @@ class PostActivationUnit(ResidualUnit):
 
     @torch.jit.unused
     def _gated_add(self, branch_input: Tensor, shortcut_input: Tensor) -> Tensor:
-        """As for every unit, but in training the attention's saved copy of the final BatchNorm's output is
-        rebuilt from that norm's input in backward instead of kept (see :mod:`plugattn.models.recompute`)."""
+        """As for every unit; on the opt-in training fast path (``fast``, see :func:`plugattn.fast`), where its
+        guards hold, the attention's saved copy of the final BatchNorm's output is rebuilt from that norm's
+        input in backward instead of kept (see :mod:`plugattn.models.recompute`)."""
         norm = getattr(self, self.final_norm)
+        attention = self.attention
+        accepts = getattr(attention, "accepts_rebuilt_input", None)
+        if not (self.fast and fast_training_applies(self, branch_input) and callable(accepts) and accepts()
+                and rebuild_is_safe(norm, self, attention)):
+            return super()._gated_add(branch_input, shortcut_input)
         body = self.branch_body(branch_input)
         branch = norm(body)
         identity = self.shortcut(shortcut_input)

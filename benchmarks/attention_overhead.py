@@ -5,16 +5,24 @@ Run:  .venv/bin/python benchmarks/attention_overhead.py [--threads 2] [--rounds 
 Module level (inference): every block against ``x.clone()`` of the same tensor (one read, one write: the
 memory-traffic floor of any block that returns a new map), a naive seed-style implementation kept in this
 file, and timm's modules; NCHW and channels-last; shapes of ResNet-50's four stages at batch 8/1.
+"plugattn CBAM" is the default inference path (fused: no autograd records); "CBAM reference formulation" is
+the plain composition every transform sees (what training runs by default).
 Network level: se_resnet50 and cbam_resnet50 against resnet50 at batch 1 and 8, eager and compiled
 (``plugattn.optimize``: BatchNorm folded, channels-last, ``torch.compile``), inference and one training
-step (time, and peak memory sampled from glibc's allocator at every saved tensor). All variants of a row are timed
-interleaved in one process; the table shows medians and ratios.
+step (time, and peak memory sampled from glibc's allocator at every saved tensor) on the default path and
+with the opt-in training fast path (``plugattn.fast``). All variants of a row are timed interleaved in one
+process; the table shows medians and ratios.
+
+Import time: ``python -c "import plugattn"`` against ``python -c "import torch, torchvision"``, fresh
+processes, interleaved.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -22,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plugattn import CBAM, SqueezeExcite, create_model
+from plugattn import CBAM, SqueezeExcite, create_model, fast
 from plugattn.inference import optimize
 from plugattn.profiling import peak_memory
 
@@ -82,7 +90,7 @@ def module_level(rounds: int, compile_blocks: bool) -> None:
     from timm.layers.squeeze_excite import SEModule
 
     print("\n## Module level (inference, no autograd): median ms and ratio to x.clone()\n")
-    print("| shape | layout | clone ms | plugattn SE | seed SE | timm SE | plugattn CBAM | CBAM reference path "
+    print("| shape | layout | clone ms | plugattn SE | seed SE | timm SE | plugattn CBAM | CBAM reference formulation "
           "| seed CBAM | timm CBAM |" + (" SE compiled | CBAM compiled |" if compile_blocks else ""))
     print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if compile_blocks else ""))
     for shape in SHAPES:
@@ -93,7 +101,7 @@ def module_level(rounds: int, compile_blocks: bool) -> None:
             "seed SE": SeedSE(channels),
             "timm SE": SEModule(channels, rd_ratio=1 / 16),
             "plugattn CBAM": CBAM(channels),
-            "CBAM reference path": CBAM(channels, fast=False),
+            "CBAM reference formulation": CBAM(channels),
             "seed CBAM": SeedCBAM(channels),
             "timm CBAM": CbamModule(channels, rd_ratio=1 / 16),
         }
@@ -107,6 +115,8 @@ def module_level(rounds: int, compile_blocks: bool) -> None:
             x = torch.randn(shape).contiguous(memory_format=memory_format)
             with torch.no_grad():
                 functions = {"clone": x.clone} | {name: (lambda b=block: b(x)) for name, block in blocks.items()}
+                reference = blocks["CBAM reference formulation"]
+                functions["CBAM reference formulation"] = lambda: reference._reference(x)
                 medians = interleaved(functions, rounds)
             clone = medians.pop("clone")
             cells = " | ".join(f"{medians[name] / clone:.2f}×" for name in medians)
@@ -136,6 +146,7 @@ def network_level(rounds: int, compile_models: bool) -> None:
     batch = 8
     x = torch.randn(batch, 3, 224, 224)
     trainers = {name: create_model(name).train() for name in names}
+    trainers |= {f"{name} fast": fast(create_model(name).train()) for name in names[1:]}
 
     def step(model: nn.Module) -> Tensor:
         loss = model(x).logsumexp(1).mean()
@@ -143,14 +154,34 @@ def network_level(rounds: int, compile_models: bool) -> None:
         model.zero_grad(set_to_none=True)
         return loss
 
+    columns = list(trainers)
+    print("\n| training, batch 8 | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
     medians = interleaved({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(9, rounds), burst=1)
     base = medians["resnet50"]
-    print(f"| training step, eager | {batch} | " + " | ".join(
-        f"{medians[n] * 1e3:.0f} ({medians[n] / base:.3f})" for n in names) + " |")
+    print("| step ms (ratio) | " + " | ".join(f"{medians[n] * 1e3:.0f} ({medians[n] / base:.3f})" for n in columns) + " |")
     memory = {name: peak_memory(lambda m=model: step(m)) for name, model in trainers.items()}
     if memory["resnet50"] is not None:
-        print(f"| training step, peak memory above the weights (MiB) | {batch} | " + " | ".join(
-            f"{memory[n] / 2**20:.0f} ({memory[n] / memory['resnet50']:.3f})" for n in names) + " |")
+        print("| peak memory above the weights, MiB (ratio) | " + " | ".join(
+            f"{memory[n] / 2**20:.0f} ({memory[n] / memory['resnet50']:.3f})" for n in columns) + " |")
+
+
+def import_time(rounds: int) -> None:
+    """Seconds to ``import plugattn`` in a fresh process against ``import torch, torchvision``."""
+    commands = {"import torch, torchvision": "import torch, torchvision", "import plugattn": "import plugattn"}
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(rounds):
+        for name, code in commands.items():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            samples[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(times) for name, times in samples.items()}
+    base = medians["import torch, torchvision"]
+    print("\n## Import time (fresh process, median of {} interleaved runs)\n".format(rounds))
+    print("| command | seconds | more than torch + torchvision |")
+    print("|---|---|---|")
+    for name, value in medians.items():
+        print(f"| `python -c \"{name}\"` | {value:.2f} | {value - base:+.2f} s |")
 
 
 def main() -> None:
@@ -160,11 +191,14 @@ def main() -> None:
     parser.add_argument("--skip-network", action="store_true")
     parser.add_argument("--skip-modules", action="store_true")
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--skip-import", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds of 5 calls (training: 1)")
     if not args.skip_modules:
         module_level(args.rounds, not args.skip_compile)
+    if not args.skip_import:
+        import_time(args.rounds)
     if not args.skip_network:
         network_level(args.rounds, not args.skip_compile)
 

@@ -11,10 +11,10 @@ from plugattn.export import export_onnx, script_model
 from plugattn.models import MODELS, create_model, model_entry
 
 
-@pytest.mark.parametrize(("name", "shape"), [("resnet50", (3, 64, 64)), ("se_resnet50", (3, 64, 64)),
-                                             ("cbam_resnet50", (3, 64, 64)), ("cbam_resnet20", (3, 32, 32))])
-def test_onnx_runtime_matches_pytorch(name, shape, tmp_path):
+@pytest.mark.parametrize("name", ["resnet50", "cbam_resnet20"])
+def test_onnx_runtime_matches_pytorch_at_the_natural_size(name, tmp_path):
     torch.manual_seed(0)
+    shape = model_entry(name).input_size
     report = export_onnx(create_model(name), tmp_path / f"{name}.onnx", shape, verify_batches=(1, 4))
     assert report.opset >= 17
     assert set(report.max_abs_difference) == {1, 4}
@@ -22,13 +22,14 @@ def test_onnx_runtime_matches_pytorch(name, shape, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_zoo_model_scripts(name):
+def test_every_zoo_model_scripts_and_agrees(name):
     torch.manual_seed(0)
     model = create_model(name, attention="cbam", position="post" if "resnet2" in name else "standard").eval()
     scripted = script_model(model)
-    if model_entry(name).family == "cifar":
-        x = torch.randn(2, 3, 32, 32)
-        torch.testing.assert_close(scripted(x), model(x))
+    size = 32 if model_entry(name).family == "cifar" else 64  # any size runs; scripting does not depend on it
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x), atol=1e-5, rtol=1e-5)
 
 
 def test_timm_create_model_returns_plugattn_models():

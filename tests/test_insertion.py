@@ -159,8 +159,17 @@ class UserNet1d(nn.Module):
         return self.head(self.body(torch.relu(self.stem(x))).mean(-1))
 
 
-def test_user_defined_1d_model_with_declared_residual_unit():
+@pytest.fixture
+def registered_resblock1d(monkeypatch):
+    """ResBlock1d declared as a residual unit for one test only: the process-wide table is restored after it."""
+    from plugattn import insertion
+
+    monkeypatch.setattr(insertion, "_RESIDUAL_SPECS", dict(insertion._RESIDUAL_SPECS))
     register_residual_unit(ResBlock1d, branch_start="conv_a", branch_end="conv_b", shortcut="skip")
+    yield
+
+
+def test_user_defined_1d_model_with_declared_residual_unit(registered_resblock1d):
     torch.manual_seed(0)
     model = UserNet1d()
     x = torch.randn(2, 4, 50)

@@ -70,7 +70,7 @@ def test_kill_and_resume_equals_the_uninterrupted_run_bit_for_bit(image_folder, 
 
 
 def test_torchrun_two_processes_on_gloo(image_folder, tmp_path):
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
     result = _cli("train", "--dataset", f"imagefolder:{image_folder}", "--attention", "se", "--reduction", "4",
                   "--epochs", "2", "--batch-size", "16", "--no-progress", "--out", str(tmp_path), launcher=launcher)
     assert result.returncode == 0, result.stderr[-3000:]

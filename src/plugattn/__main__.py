@@ -1,5 +1,18 @@
-"""``python -m plugattn`` runs the command line."""
+"""The ``plugattn`` command (and ``python -m plugattn``): the CLI, or the extra to install when it is missing."""
 
-from plugattn.cli import app
+import sys
 
-app(prog_name="plugattn")
+from plugattn.extras import MissingExtraError
+
+
+def main() -> None:
+    try:
+        from plugattn.cli import app
+    except MissingExtraError as error:
+        print(f"plugattn: {error}", file=sys.stderr)
+        sys.exit(2)
+    app(prog_name="plugattn")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,9 +5,13 @@ from __future__ import annotations
 import pathlib
 
 import torch
-import typer
-from rich.console import Console
-from rich.table import Table
+
+from plugattn.extras import require
+
+typer = require("typer", "cli")
+require("rich", "cli")
+from rich.console import Console  # noqa: E402  (after the check that names the extra)
+from rich.table import Table  # noqa: E402
 
 from plugattn.blocks import attention_options, create_attention, find_gates, list_attention
 from plugattn.models import create_model, model_entry, without_attention
@@ -314,7 +318,7 @@ def viz(
     from plugattn.checkpoint import CheckpointError
     from plugattn.data import DataError
     from plugattn.training import load_trained, parse_int_list
-    from plugattn.inspection import visualise
+    from plugattn.visualisation import visualise
 
     try:
         model, data, _, _ = load_trained(checkpoint)

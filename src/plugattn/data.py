@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from plugattn.extras import require
+
 FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -153,7 +155,7 @@ def _decode_folder(split_dir: pathlib.Path, classes: Sequence[str], image_size: 
                    progress: bool) -> tuple[Tensor, Tensor]:
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2.functional import pil_to_tensor, resize
-    from tqdm import tqdm
+    tqdm = require("tqdm", "train").tqdm
 
     files = [(path, label) for label, cls in enumerate(classes) for path in sorted((split_dir / cls).iterdir())
              if path.is_file()]

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from plugattn.blocks import SqueezeExcite
 from plugattn.data import BatchTransform, DataBundle, TensorImages, load_fashion_mnist
-from plugattn.inspection import channel_group_figure, visualise
+from plugattn.visualisation import channel_group_figure, visualise
 from plugattn.models import create_model
 from plugattn.profiling import profile
 from plugattn.sweep import sweep

@@ -7,6 +7,7 @@ import pathlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,22 +24,27 @@ class OnnxReport:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int], *, opset: int = DEFAULT_OPSET,
-                verify_batches: Sequence[int] = (1, 4)) -> OnnxReport:
-    """Export ``model`` (inputs of ``input_shape`` = C, H, W) with a dynamic batch dimension, check the file
-    with ``onnx.checker`` and compare ONNX Runtime's outputs with PyTorch's at each of ``verify_batches``."""
-    import numpy as np
-    import onnx
-    import onnxruntime
+                verify_batches: Sequence[int] = (1, 4), dynamo: bool = True) -> OnnxReport:
+    """Export ``model`` (inputs of ``input_shape`` = C, H, W, e.g. the natural 3×224×224 of ImageNet nets) with
+    a dynamic batch dimension, check the file with ``onnx.checker`` and compare ONNX Runtime's outputs with
+    PyTorch's at each of ``verify_batches``. ``dynamo=False`` uses the legacy TorchScript-based exporter."""
+    from plugattn.extras import require
 
+    onnx = require("onnx", "export")
+    onnxruntime = require("onnxruntime", "export")
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     example = torch.randn(2, *input_shape)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(model, (example,), str(path), opset_version=opset, dynamo=True,
-                      dynamic_shapes=({0: batch},), verbose=False)
+    if dynamo:
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        torch.onnx.export(model, (example,), str(path), opset_version=opset, dynamo=True,
+                          dynamic_shapes=({0: batch},), verbose=False)
+    else:
+        torch.onnx.export(model, (example,), str(path), opset_version=opset, dynamo=False, input_names=["input"],
+                          output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
@@ -53,5 +59,6 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
 
 
 def script_model(model: nn.Module) -> torch.jit.ScriptModule:
-    """``torch.jit.script`` of a zoo model (every zoo model and block is scriptable)."""
+    """``torch.jit.script`` of a zoo model (every zoo model and block is scriptable; a model with blocks that
+    :func:`plugattn.attach` applies by hooks raises, naming ``torch.jit.trace`` and ``torch.export`` instead)."""
     return torch.jit.script(model.eval())

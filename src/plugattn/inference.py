@@ -1,5 +1,7 @@
 """Inference-time optimisation of a trained model: fold BatchNorm into the convolution before it, switch to
-channels-last memory and compile. Returns a new model; the original (and its state_dict) is untouched."""
+channels-last memory and compile. Both functions return a new model; the original (and its state_dict) is
+untouched. Attention blocks survive: blocks that :func:`plugattn.attach` applied by a hook on a folded
+BatchNorm move, with the hook, to the module that takes the BatchNorm's place."""
 
 from __future__ import annotations
 
@@ -58,17 +60,45 @@ def _feeds(model: nn.Module, pairs: list[tuple[nn.Module, str, str]], example: T
     return {i for i in outputs if inputs.get(i) == outputs[i]}
 
 
-def fold_batchnorm(model: nn.Module, example: Tensor) -> int:
-    """Fold every BatchNorm that directly follows a convolution into it (eval mode); returns how many."""
-    model.eval()
-    pairs = _candidate_pairs(model)
-    folded = 0
-    for index in sorted(_feeds(model, pairs, example)):
+def _has_hooks(module: nn.Module, *, forward: bool = True) -> bool:
+    """Whether ``module`` has pre-hooks or backward hooks (and, with ``forward``, forward hooks)."""
+    return bool(module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
+                or (forward and module._forward_hooks))
+
+
+def _take_place(norm: nn.Module) -> nn.Identity:
+    """The ``nn.Identity`` that replaces a folded BatchNorm, holding its forward hooks and the modules that hang
+    off it (attached blocks), with the hooks that applied those blocks re-pointed at their new owner."""
+    replacement = nn.Identity()
+    for table in ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called"):
+        getattr(replacement, table).update(getattr(norm, table))
+    for name, child in norm.named_children():
+        replacement.add_module(name, child)
+    for hook in replacement._forward_hooks.values():
+        if getattr(hook, "owner", None) is norm:
+            hook.owner = replacement
+    return replacement
+
+
+def fold_batchnorm(model: nn.Module, example: Tensor, *, inplace: bool = False) -> tuple[nn.Module, list[str]]:
+    """Fold every BatchNorm that directly follows a convolution into it, in eval mode. Returns the folded
+    model — a copy unless ``inplace`` — and the names of the BatchNorms folded. A pair is left as it is when
+    the convolution has hooks (they would see the folded output) or the BatchNorm has pre- or backward hooks;
+    a BatchNorm's forward hooks (and the attention blocks they apply) move to its replacement."""
+    folded_model = model if inplace else copy.deepcopy(model)
+    folded_model.eval()
+    pairs = _candidate_pairs(folded_model)
+    prefix = {id(module): name for name, module in folded_model.named_modules()}
+    folded = []
+    for index in sorted(_feeds(folded_model, pairs, example)):
         parent, conv, norm = pairs[index]
-        setattr(parent, conv, fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, norm)))
-        setattr(parent, norm, nn.Identity())
-        folded += 1
-    return folded
+        conv_module, norm_module = getattr(parent, conv), getattr(parent, norm)
+        if _has_hooks(conv_module) or _has_hooks(norm_module, forward=False):
+            continue
+        setattr(parent, conv, fuse_conv_bn_eval(conv_module, norm_module))
+        setattr(parent, norm, _take_place(norm_module))
+        folded.append(f"{prefix[id(parent)]}.{norm}".lstrip("."))
+    return folded_model, folded
 
 
 def optimize(model: nn.Module, example: Tensor, *, fold: bool = True, channels_last: bool = True,
@@ -79,7 +109,7 @@ def optimize(model: nn.Module, example: Tensor, *, fold: bool = True, channels_l
     ``torch.compile`` switch to shape-generic kernels once a second shape arrives."""
     optimized = copy.deepcopy(model).eval()
     if fold:
-        fold_batchnorm(optimized, example)
+        fold_batchnorm(optimized, example, inplace=True)
     if channels_last and example.dim() == 4:
         optimized = optimized.to(memory_format=torch.channels_last)
     return torch.compile(optimized, mode=mode, dynamic=dynamic) if compile else optimized

@@ -15,7 +15,9 @@ other module: ``after`` (applied to its output).
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -62,6 +64,7 @@ class InsertionPoint:
 
 _RESIDUAL_SPECS: dict[type[nn.Module], ResidualSpec] = {}
 _BUILTIN_SPECS_LOADED = False
+_BUILTIN_SPECS_LOCK = threading.Lock()
 
 
 def register_residual_unit(
@@ -80,26 +83,38 @@ def register_residual_unit(
 
 
 def _load_builtin_specs() -> None:
-    """Recognise torchvision's and (when installed) timm's residual units; imported on first use."""
+    """Recognise torchvision's and (when installed) timm's residual units; imported on first use, once, under
+    a lock (a second thread waits until the table is complete)."""
     global _BUILTIN_SPECS_LOADED
     if _BUILTIN_SPECS_LOADED:
         return
-    _BUILTIN_SPECS_LOADED = True
+    with _BUILTIN_SPECS_LOCK:
+        if _BUILTIN_SPECS_LOADED:
+            return
+        for cls, spec in _builtin_specs().items():
+            _RESIDUAL_SPECS.setdefault(cls, spec)
+        _BUILTIN_SPECS_LOADED = True
+
+
+def _builtin_specs() -> dict[type[nn.Module], ResidualSpec]:
     from torchvision.models import convnext, mobilenetv2, resnet
 
-    _RESIDUAL_SPECS.setdefault(resnet.BasicBlock, ResidualSpec("conv1", "bn2", "downsample"))
-    _RESIDUAL_SPECS.setdefault(resnet.Bottleneck, ResidualSpec("conv1", "bn3", "downsample"))
-    _RESIDUAL_SPECS.setdefault(mobilenetv2.InvertedResidual, ResidualSpec("conv", "conv"))
-    _RESIDUAL_SPECS.setdefault(convnext.CNBlock, ResidualSpec("block", "block", channels_from="block.0"))
+    specs = {
+        resnet.BasicBlock: ResidualSpec("conv1", "bn2", "downsample"),
+        resnet.Bottleneck: ResidualSpec("conv1", "bn3", "downsample"),
+        mobilenetv2.InvertedResidual: ResidualSpec("conv", "conv"),
+        convnext.CNBlock: ResidualSpec("block", "block", channels_from="block.0"),
+    }
     try:
         from timm.models import _efficientnet_blocks as timm_effnet
         from timm.models import resnet as timm_resnet
     except ImportError:
-        return
-    _RESIDUAL_SPECS.setdefault(timm_resnet.BasicBlock, ResidualSpec("conv1", "bn2", "downsample"))
-    _RESIDUAL_SPECS.setdefault(timm_resnet.Bottleneck, ResidualSpec("conv1", "bn3", "downsample"))
-    _RESIDUAL_SPECS.setdefault(timm_effnet.DepthwiseSeparableConv, ResidualSpec("conv_dw", "bn2"))
-    _RESIDUAL_SPECS.setdefault(timm_effnet.InvertedResidual, ResidualSpec("conv_pw", "bn3"))
+        return specs
+    specs[timm_resnet.BasicBlock] = ResidualSpec("conv1", "bn2", "downsample")
+    specs[timm_resnet.Bottleneck] = ResidualSpec("conv1", "bn3", "downsample")
+    specs[timm_effnet.DepthwiseSeparableConv] = ResidualSpec("conv_dw", "bn2")
+    specs[timm_effnet.InvertedResidual] = ResidualSpec("conv_pw", "bn3")
+    return specs
 
 
 _ZOO_UNIT = ResidualSpec("", "", "downsample")
@@ -442,6 +457,7 @@ def _install(model: nn.Module, point: InsertionPoint, build: Callable[..., nn.Mo
             _undo(target, table, key, hook)
     block = build(point.channels, point.dims).to(**factory)
     block._plugattn_attached = True
+    block.__prepare_scriptable__ = functools.partial(_refuse_scripting, point.name)
     owner.add_module(attribute, block)
     spec = residual_spec(module)
     placeholder = None
@@ -461,6 +477,17 @@ def _install(model: nn.Module, point: InsertionPoint, build: Callable[..., nn.Mo
         target.register_forward_pre_hook(hook)
     else:
         target.register_forward_hook(hook)
+
+
+def _refuse_scripting(point: str) -> None:
+    """What ``torch.jit.script`` meets in a block applied by a forward hook: TorchScript cannot compile the
+    hook, so say what works instead."""
+    raise RuntimeError(
+        f"torch.jit.script cannot compile the attention block attached at {point!r}: plugattn.attach applies it "
+        "with a forward hook, which TorchScript does not support. Use torch.jit.trace(model, example), "
+        "torch.export.export(model, (example,)) or plugattn.export_onnx instead (plugattn's zoo models, whose "
+        "units hold their blocks natively, do script)"
+    )
 
 
 def _undo(target: nn.Module, table: dict, key: int, hook: _AttentionHook) -> None:

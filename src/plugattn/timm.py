@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from timm.models import register_model
 from torch import nn
 
+from plugattn.extras import require
 from plugattn.models import create_model, list_models
+
+require("timm", "timm")
+from timm.models import register_model  # noqa: E402  (after the check that names the extra)
 
 PREFIX = "plugattn_"
 _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "features_only", "device", "dtype")

@@ -32,6 +32,7 @@ from plugattn.checkpoint import (
     split_prefix,
 )
 from plugattn.data import BatchTransform, DataBundle, DataError, load_data
+from plugattn.extras import require
 from plugattn.models import create_model
 from plugattn.profiling import count_macs, count_parameters
 
@@ -306,6 +307,7 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+        require("tensorboard", "train")
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=step if resume else None)
@@ -370,7 +372,7 @@ def _maybe_inject_kill(epoch: int, out_dir: pathlib.Path) -> None:
 def train_one_epoch(model: nn.Module, loader: DataLoader, sampler: DistributedSampler, transform: BatchTransform,
                  optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, autocast: Any, config: TrainConfig,
                  runtime: Runtime, epoch: int, memory_format: torch.memory_format) -> dict[str, float]:
-    from tqdm import tqdm
+    tqdm = require("tqdm", "train").tqdm
 
     model.train()
     sampler.set_epoch(epoch)

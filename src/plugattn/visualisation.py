@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pathlib
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+import torch
+from torch import Tensor, nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+from plugattn.blocks import is_attention_block
+from plugattn.capture import capture, check_classes, excitation_statistics, gated_blocks, last_block_per_stage, gate_modules
+from plugattn.data import BatchTransform, DataBundle
+from plugattn.extras import require
+from plugattn.insertion import residual_spec
+
+require("matplotlib", "viz")
+from matplotlib import colormaps  # noqa: E402  (after the check that names the extra)
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def _figure(**options: object) -> Figure:
+    """A figure that draws on its own canvas: no pyplot, so no backend is chosen or changed for the process."""
+    return Figure(**options)
+
+
+def _tab10(positions: np.ndarray) -> np.ndarray:
+    return colormaps["tab10"](positions % 10)
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike,
@@ -20,7 +37,8 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
     matrix = np.asarray(confusion, dtype=float)
     share = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
     size = max(4.0, 0.55 * len(classes) + 2)
-    figure, axes = plt.subplots(figsize=(size, size * 0.9), dpi=100)
+    figure = _figure(figsize=(size, size * 0.9), dpi=100)
+    axes = figure.subplots()
     image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
     if len(classes) <= 20:
         axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
@@ -34,16 +52,16 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
     figure.colorbar(image, fraction=0.046, pad=0.04)
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
 
 
 def plot_bars(labels: Sequence[str], means: Sequence[float], stds: Sequence[float], path: str | os.PathLike,
               *, ylabel: str = "test top-1 accuracy", title: str = "") -> None:
     """One bar per configuration with ±std error bars; the y-axis zooms in on the values' range."""
     means, stds = np.asarray(means, dtype=float), np.nan_to_num(np.asarray(stds, dtype=float))
-    figure, axes = plt.subplots(figsize=(max(5.0, 0.9 * len(labels) + 2), 4), dpi=100)
+    figure = _figure(figsize=(max(5.0, 0.9 * len(labels) + 2), 4), dpi=100)
+    axes = figure.subplots()
     positions = np.arange(len(labels))
-    axes.bar(positions, means, yerr=stds, capsize=4, color=plt.cm.tab10(positions % 10))
+    axes.bar(positions, means, yerr=stds, capsize=4, color=_tab10(positions))
     low, high = float((means - stds).min()), float((means + stds).max())
     margin = max(0.01, (high - low) * 0.5)
     axes.set_ylim(max(0.0, low - margin), min(1.0, high + margin) if high <= 1 else high + margin)
@@ -55,7 +73,6 @@ def plot_bars(labels: Sequence[str], means: Sequence[float], stds: Sequence[floa
     axes.set_title(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
 
 
 # ---------------------------------------------------------------- what the attention learned
@@ -81,9 +98,9 @@ def upsample_maps(maps: Tensor, size: tuple[int, int]) -> np.ndarray:
     return torch.nn.functional.interpolate(maps.float().cpu(), size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
 
 
-def _grid(rows: int, columns: int) -> tuple[plt.Figure, np.ndarray]:
-    figure, axes = plt.subplots(rows, columns, figsize=(CELL_INCHES * columns, CELL_INCHES * rows), dpi=DPI,
-                                squeeze=False)
+def _grid(rows: int, columns: int) -> tuple[Figure, np.ndarray]:
+    figure = _figure(figsize=(CELL_INCHES * columns, CELL_INCHES * rows), dpi=DPI)
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
@@ -108,14 +125,14 @@ def plot_overlays(images: Tensor, overlays: Sequence[np.ndarray], titles: Sequen
     for column, title in enumerate(["input", *titles]):
         axes[0, column].set_title(title, fontsize=8)
     figure.savefig(path)
-    plt.close(figure)
 
 
 def plot_excitation(stage_means: Mapping[str, Mapping[str, np.ndarray]], spreads: Mapping[str, float],
                     path: str | os.PathLike) -> None:
     """SENet-style excitation plot: per stage (panel), the mean channel weight per channel index for each
     class (line); the panel title carries the across-class spread. Size: (400·stages) × 320 pixels."""
-    figure, axes = plt.subplots(1, len(stage_means), figsize=(4 * len(stage_means), 3.2), dpi=DPI, squeeze=False)
+    figure = _figure(figsize=(4 * len(stage_means), 3.2), dpi=DPI)
+    axes = figure.subplots(1, len(stage_means), squeeze=False)
     for axis, (stage, by_class) in zip(axes[0], stage_means.items()):
         for class_name, mean in by_class.items():
             axis.plot(np.arange(len(mean)), mean, linewidth=0.8, label=class_name)
@@ -127,7 +144,6 @@ def plot_excitation(stage_means: Mapping[str, Mapping[str, np.ndarray]], spreads
     axes[0, -1].legend(fontsize=6, loc="lower right")
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
 
 
 def plot_channel_groups(weights: Tensor, groups: Mapping[str, Sequence[int]], path: str | os.PathLike,
@@ -135,13 +151,160 @@ def plot_channel_groups(weights: Tensor, groups: Mapping[str, Sequence[int]], pa
     """Mean channel weight per group of channels (e.g. per modality), error bars one std over samples.
     Size: 500 × 350 pixels."""
     per_sample = np.stack([weights[:, list(channels)].float().mean(1).cpu().numpy() for channels in groups.values()], 1)
-    figure, axis = plt.subplots(figsize=(5, 3.5), dpi=DPI)
+    figure = _figure(figsize=(5, 3.5), dpi=DPI)
+    axis = figure.subplots()
     positions = np.arange(len(groups))
-    axis.bar(positions, per_sample.mean(0), yerr=per_sample.std(0), capsize=5, color=plt.cm.tab10(positions % 10))
+    axis.bar(positions, per_sample.mean(0), yerr=per_sample.std(0), capsize=5, color=_tab10(positions))
     axis.set_xticks(positions, list(groups))
     axis.set_ylabel("mean attention weight")
     axis.set_ylim(0, max(1.0, float((per_sample.mean(0) + per_sample.std(0)).max()) * 1.1))
     axis.set_title(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
+
+
+# ---------------------------------------------------------------- figures of what the attention learned (uses capture)
+
+def _input_channels(model: nn.Module) -> int | None:
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            return module.in_channels
+        if is_attention_block(module) and hasattr(module, "channels"):
+            return module.channels
+    return None
+
+
+def check_images(model: nn.Module, images: Tensor, *, image_size: Sequence[int] | None = None) -> Tensor:
+    """Return ``images`` if they are a float batch (N, C, H, W) the model takes; else a clear error."""
+    if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be a float tensor (N, C, H, W), got {shape}")
+    channels = _input_channels(model)
+    if channels is not None and images.shape[1] != channels:
+        raise ValueError(f"images have {images.shape[1]} channels but the model takes {channels} (images {tuple(images.shape)})")
+    if image_size is not None and tuple(images.shape[2:]) != tuple(image_size):
+        raise ValueError(f"images are {tuple(images.shape[2:])} but the model was trained on {tuple(image_size)}")
+    return images
+
+
+@torch.no_grad()
+def spatial_attention_figure(model: nn.Module, images: Tensor, path: str | os.PathLike) -> dict[int, str]:
+    """Spatial maps of the last block of each stage overlaid on the images (rows images, columns stages);
+    returns the block drawn for each stage."""
+    model.eval()
+    with capture(model) as seen:
+        model(images)
+    chosen = last_block_per_stage(seen.names, lambda name: bool(seen[name].spatial))
+    if not chosen:
+        raise ValueError("the model's attention blocks have no spatial gate (SE or channel-only CBAM); nothing to draw")
+    size = tuple(images.shape[2:])
+    overlays = [upsample_maps(seen.spatial_map(name), size) for name in chosen.values()]
+    plot_overlays(images, overlays, [f"stage {s}\n{name}" for s, name in chosen.items()], path)
+    return chosen
+
+
+def default_target_layer(model: nn.Module) -> nn.Module:
+    """The deepest residual unit (else the last 2-D convolution): where Grad-CAM looks by default."""
+    units = [m for m in model.modules() if residual_spec(m) is not None]
+    if units:
+        return units[-1]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"{type(model).__name__} has no residual unit or Conv2d for Grad-CAM; pass target_layer")
+    return convs[-1]
+
+
+def gradcam_maps(model: nn.Module, images: Tensor, classes: Sequence[int], target_layer: nn.Module | None = None) -> np.ndarray:
+    """Grad-CAM (pytorch-grad-cam) maps (N, H, W) in [0, 1] for the given target class of each image."""
+    GradCAM = require("pytorch_grad_cam", "viz").GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model.eval()
+    with GradCAM(model=model, target_layers=[target_layer or default_target_layer(model)]) as cam:
+        return cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes])
+
+
+def gradcam_figure(plain: nn.Module | None, model: nn.Module, images: Tensor, labels: Sequence[int],
+                   path: str | os.PathLike, *, class_names: Sequence[str] | None = None,
+                   target_layer: nn.Module | None = None) -> None:
+    """Grad-CAM for the true class: the plain model beside the attention model (or the attention model alone)."""
+    overlays, titles = [], []
+    if plain is not None:
+        overlays.append(gradcam_maps(plain, images, labels))
+        titles.append("Grad-CAM plain")
+    overlays.append(gradcam_maps(model, images, labels, target_layer))
+    titles.append("Grad-CAM attention")
+    names = [class_names[label] if class_names else str(label) for label in labels]
+    plot_overlays(images, overlays, titles, path, row_labels=names)
+
+
+def excitation_figure(model: nn.Module, images: Tensor, labels: Tensor, class_names: Sequence[str],
+                      path: str | os.PathLike, *, classes: Sequence[int] | None = None) -> dict[str, float]:
+    """The SENet "excitation per class and stage" plot; returns each stage's across-class spread."""
+    classes = check_classes(list(classes) if classes is not None else list(range(min(4, len(class_names)))), len(class_names))
+    means, spreads = excitation_statistics(model, images, labels, classes)
+    named = {stage: {class_names[c]: mean for c, mean in by_class.items()} for stage, by_class in means.items()}
+    plot_excitation(named, spreads, path)
+    return spreads
+
+
+def parse_groups(text: str) -> dict[str, list[int]]:
+    """``"image=0,edges=1,noise=2"`` or ``"rgb=0-2,depth=3"`` -> {name: channel indices}."""
+    groups: dict[str, list[int]] = {}
+    for part in text.split(","):
+        name, sep, span = part.partition("=")
+        try:
+            low, _, high = span.partition("-")
+            groups[name] = list(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise ValueError(f"groups must look like name=0-2,other=3; got {part!r}") from None
+        if not sep or not name:
+            raise ValueError(f"groups must look like name=0-2,other=3; got {part!r}")
+    return groups
+
+
+@torch.no_grad()
+def channel_group_figure(model: nn.Module, images: Tensor, groups: Mapping[str, Sequence[int]],
+                         path: str | os.PathLike, *, block: str | None = None) -> dict[str, float]:
+    """Mean channel weight per channel group of one block (default: the first), e.g. per input modality;
+    returns the mean weight of each group."""
+    model.eval()
+    with capture(model) as seen:
+        model(images)
+    name = block or next((n for n in seen.names if seen[n].channel), None)
+    if name is None:
+        raise ValueError("the model's attention blocks have no channel gate; nothing to draw")
+    weights = seen.channel_weights(name)
+    out_of_range = [c for channels in groups.values() for c in channels if not 0 <= c < weights.shape[1]]
+    if out_of_range:
+        raise ValueError(f"group channels must be in 0..{weights.shape[1] - 1} for block {name!r}; got {out_of_range}")
+    plot_channel_groups(weights, groups, path, title=f"{name}: mean weight per channel group")
+    return {group: float(weights[:, list(channels)].mean()) for group, channels in groups.items()}
+
+
+def visualise(model: nn.Module, data: DataBundle, out_dir: str | os.PathLike, *, plain: nn.Module | None = None,
+              images: int = 6, samples: int = 2000, classes: Sequence[int] | None = None, groups: str | None = None,
+              block: str | None = None) -> dict[str, pathlib.Path]:
+    """Write spatial.png (when the blocks have spatial gates), gradcam.png, excitation.png (when they have
+    channel gates) and, with ``groups``, groups.png into ``out_dir``; returns what was written."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    transform = BatchTransform(data.mean, data.std)
+    test_images, test_labels = data.test.images, data.test.labels
+    shown = check_images(model, transform(test_images[:images]), image_size=data.image_size)
+    written: dict[str, pathlib.Path] = {}
+    has = {gate.kind for _, block in gated_blocks(model) for gate in gate_modules(block)}
+    if "spatial" in has:
+        spatial_attention_figure(model, shown, out / "spatial.png")
+        written["spatial maps per stage"] = out / "spatial.png"
+    gradcam_figure(plain, model, shown.clone(), test_labels[:images].tolist(), out / "gradcam.png", class_names=data.classes)
+    written["Grad-CAM"] = out / "gradcam.png"
+    if "channel" in has:
+        many = transform(test_images[:samples])
+        spreads = excitation_figure(model, many, test_labels[:samples], data.classes, out / "excitation.png", classes=classes)
+        (out / "excitation_spread.json").write_text(json.dumps(spreads, indent=2))
+        written["excitation per class and stage"] = out / "excitation.png"
+        if groups:
+            channel_group_figure(model, many[:512], parse_groups(groups), out / "groups.png", block=block)
+            written["mean weight per channel group"] = out / "groups.png"
+    return written

@@ -174,8 +174,11 @@ def create_model(
 
 
 def without_attention(model: nn.Module) -> nn.Module:
-    """A copy of a zoo ``model`` with every residual unit's attention removed: exactly the plain network."""
-    plain = copy.deepcopy(model)
+    """A copy of ``model`` without its attention: every zoo unit's block and every block :func:`plugattn.attach`
+    inserted are removed, leaving exactly the plain network. ``model`` itself is untouched."""
+    from plugattn.insertion import detach
+
+    plain = detach(copy.deepcopy(model))
     for module in plain.modules():
         if isinstance(module, ResidualUnit):
             module.set_attention(None)

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from plugattn import attach
 from plugattn.cli import app
-from plugattn.inspection import (
-    capture,
+from plugattn.capture import capture
+from plugattn.visualisation import (
     channel_group_figure,
     check_images,
     excitation_figure,
@@ -97,7 +97,15 @@ def test_figures_have_documented_sizes_and_are_not_blank(tmp_path):
     assert (width, height) == (160 * 3, 160 * 4) and variance > 0
     many, many_labels = torch.randn(64, 3, 32, 32), torch.arange(64) % 4
     spreads = excitation_figure(cbam, many, many_labels, [f"c{i}" for i in range(10)], tmp_path / "exc.png")
-    assert len(spreads) == 3 and all(v >= 0 for v in spreads.values())
+    assert len(spreads) == 3
+    with capture(cbam) as seen:
+        cbam(many)
+    last_of_stage3 = [name for name in seen.names if name.startswith("layer3.")][-1]
+    weights = seen.channel_weights(last_of_stage3)  # independent of excitation_figure's own statistics
+    class_means = torch.stack([weights[many_labels == c].mean(0) for c in range(4)])
+    expected = class_means.std(0, correction=0).mean().item()
+    assert expected > 0
+    assert spreads[f"stage 3 ({last_of_stage3})"] == pytest.approx(expected, rel=1e-5)
     width, height, variance = _png(tmp_path / "exc.png")
     assert (width, height) == (400 * 3, 320) and variance > 0
     weights = channel_group_figure(cbam, many, parse_groups("low=0-7,high=8-15"), tmp_path / "groups.png")

@@ -1,0 +1,142 @@
+"""Look inside: record the channel weights and spatial maps every attention block produced (drawing them is
+the application's part: :mod:`plugattn.visualisation`).
+
+``with plugattn.capture(model) as seen: model(x)`` hooks the blocks' gate activations for the duration of
+the ``with`` only, so a model that is not being watched pays nothing, and keeps nothing afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from plugattn.blocks import GateActivation, find_attention_blocks
+from plugattn.insertion import stage_numbers
+
+
+@dataclass
+class AttentionRecord:
+    """What one block produced in each forward pass: channel weights (N, C) and spatial maps (N, 1, *S)."""
+
+    name: str
+    channel: list[Tensor] = field(default_factory=list)
+    spatial: list[Tensor] = field(default_factory=list)
+
+
+class AttentionCapture:
+    """The records of every attention block of a model, by block name, in module order."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.records = {name: AttentionRecord(name) for name in names}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.records)
+
+    def __getitem__(self, name: str) -> AttentionRecord:
+        if name not in self.records:
+            raise KeyError(f"no attention block named {name!r}; blocks: {self.names}")
+        return self.records[name]
+
+    def channel_weights(self, name: str, forward_pass: int = -1) -> Tensor:
+        """Channel weights (N, C) of block ``name`` in one forward pass (default: the last)."""
+        record = self[name]
+        if not record.channel:
+            raise ValueError(f"block {name!r} recorded no channel weights (it has no channel gate, or no forward ran)")
+        return record.channel[forward_pass]
+
+    def spatial_map(self, name: str, forward_pass: int = -1) -> Tensor:
+        """Spatial map (N, 1, *spatial) of block ``name`` in one forward pass (default: the last)."""
+        record = self[name]
+        if not record.spatial:
+            raise ValueError(f"block {name!r} recorded no spatial map (it has no spatial gate, or no forward ran)")
+        return record.spatial[forward_pass]
+
+
+def gate_modules(block: nn.Module) -> list[GateActivation]:
+    return [module for module in block.modules() if isinstance(module, GateActivation)]
+
+
+def gated_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The attention blocks of ``model`` whose gates can be observed; raises when there are none."""
+    blocks = [(name, block) for name, block in find_attention_blocks(model) if gate_modules(block)]
+    if not blocks:
+        raise ValueError(
+            f"{type(model).__name__} has no attention blocks to capture; add some with plugattn.attach(model, ...) "
+            "or build the model with attention='se'/'cbam'"
+        )
+    return blocks
+
+
+@contextmanager
+def capture(model: nn.Module) -> Iterator[AttentionCapture]:
+    """Record each attention block's channel weights and spatial maps (detached) for every forward pass
+    run inside the ``with``. Raises when ``model`` holds no attention block."""
+    blocks = gated_blocks(model)
+    seen = AttentionCapture([name for name, _ in blocks])
+    handles = []
+    for name, block in blocks:
+        record = seen.records[name]
+        for gate in gate_modules(block):
+            target = record.channel if gate.kind == "channel" else record.spatial
+            handles.append(gate.register_forward_hook(lambda _m, _a, output, target=target: target.append(output.detach())))
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def block_stages(names: list[str]) -> dict[str, int]:
+    """1-based stage of each block (``layer3.1.attention`` sits in unit ``layer3.1``, whose parent ``layer3``
+    is the network's third container of units)."""
+    units = {name: name.rpartition(".")[0] for name in names}
+    stages = stage_numbers(list(dict.fromkeys(units.values())))
+    return {name: stages[unit] for name, unit in units.items()}
+
+
+def last_block_per_stage(names: list[str], keep: Callable[[str], bool]) -> dict[int, str]:
+    stages = block_stages(names)
+    chosen: dict[int, str] = {}
+    for name in names:
+        if keep(name):
+            chosen[stages[name]] = name  # later blocks of a stage overwrite earlier ones
+    return chosen
+
+
+def check_classes(classes: Sequence[int], num_classes: int) -> list[int]:
+    """Class indices within ``0 .. num_classes-1``, else a clear error."""
+    bad = [c for c in classes if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"class indices must be in 0..{num_classes - 1}; got {bad}")
+    return list(classes)
+
+
+@torch.no_grad()
+def excitation_statistics(model: nn.Module, images: Tensor, labels: Tensor, classes: Sequence[int],
+                          *, batch_size: int = 256) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, float]]:
+    """Per stage (last block with channel weights), the mean excitation per channel for each class, and the
+    across-class spread: the channel-averaged standard deviation of those class means."""
+    model.eval()
+    keep = torch.isin(labels, torch.tensor(list(classes)))
+    images, labels = images[keep], labels[keep]
+    with capture(model) as seen:
+        for start in range(0, len(images), batch_size):
+            model(images[start : start + batch_size])
+    chosen = last_block_per_stage(seen.names, lambda name: bool(seen[name].channel))
+    if not chosen:
+        raise ValueError("the model's attention blocks have no channel gate; nothing to draw")
+    means: dict[str, dict[int, np.ndarray]] = {}
+    spreads: dict[str, float] = {}
+    for stage, name in chosen.items():
+        weights = torch.cat(seen[name].channel)
+        by_class = {c: weights[labels == c].mean(0).numpy() for c in classes if (labels == c).any()}
+        label = f"stage {stage} ({name})"
+        means[label] = by_class
+        spreads[label] = float(np.stack(list(by_class.values())).std(0).mean())
+    return means, spreads

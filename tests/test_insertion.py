@@ -260,3 +260,28 @@ def test_bad_input():
         attach(tv.resnet18(), "se", kernel_size=3)
     with pytest.raises(TypeError, match="where must be"):
         attach(tv.resnet18(), "se", where=3)
+
+
+def test_builtin_residual_specs_load_once_and_completely_under_concurrent_first_use(monkeypatch):
+    """Many threads meet the lazily loaded table of torchvision/timm units at once; each sees it complete."""
+    import threading
+
+    from plugattn import insertion
+
+    monkeypatch.setattr(insertion, "_RESIDUAL_SPECS", {})
+    monkeypatch.setattr(insertion, "_BUILTIN_SPECS_LOADED", False)
+    model = torchvision.models.resnet18()
+    unit = model.layer1[0]
+    start = threading.Barrier(8)
+    found = []
+
+    def first_use():
+        start.wait()
+        found.append(insertion.residual_spec(unit))
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(found) == 8 and all(spec is not None and spec.branch_end == "bn2" for spec in found)

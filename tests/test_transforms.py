@@ -182,8 +182,8 @@ def test_torch_export_with_dynamic_batch_agrees(name):
             _close(program.module()(x), model(x))
 
 
-@pytest.mark.parametrize(("name", "dynamo"), [("cbam_resnet50", True), ("se_resnet50", True),
-                                              ("cbam_resnet20", False), ("attached-resnet18", False)])
+@pytest.mark.parametrize(("name", "dynamo"), [("cbam_resnet50", True), ("se_resnet50", True), ("cbam_resnet20", False),
+                                              ("attached-resnet18", True), ("attached-resnet18", False)])
 def test_onnx_export_at_the_natural_size_runs_in_onnx_runtime(name, dynamo, tmp_path):
     from plugattn.export import export_onnx
 

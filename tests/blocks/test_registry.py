@@ -61,3 +61,29 @@ def test_users_register_their_own_block():
 def test_register_rejects_non_callables():
     with pytest.raises(TypeError, match="callable"):
         register_attention("test-bad", 42)
+
+
+@pytest.fixture
+def private_registry(monkeypatch):
+    """Registrations made in a test stay in that test."""
+    monkeypatch.setattr(plugattn.blocks.registry, "_REGISTRY", dict(plugattn.blocks.registry._REGISTRY))
+
+
+def test_a_factory_returning_a_plain_container_marks_that_instance_only(private_registry):
+    import torchvision
+
+    from plugattn import attach
+    from plugattn.blocks import find_attention_blocks, is_attention_block
+
+    register_attention("test-seq", lambda channels, **options: nn.Sequential(nn.Identity()))
+    block = create_attention("test-seq", 8)
+    assert is_attention_block(block) and not is_attention_block(nn.Sequential(nn.Identity()))
+    model = attach(torchvision.models.resnet18(), "se")  # its Sequential stages are not attention blocks
+    assert len(find_attention_blocks(model)) == 8
+    assert all(isinstance(b, SqueezeExcite) for _, b in find_attention_blocks(model))
+
+
+def test_a_factory_must_return_a_module(private_registry):
+    register_attention("test-not-module", lambda channels, **options: "a string")
+    with pytest.raises(TypeError, match="test-not-module.*must return an nn.Module, got str"):
+        create_attention("test-not-module", 8)

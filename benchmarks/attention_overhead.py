@@ -13,8 +13,8 @@ step (time, and peak memory sampled from glibc's allocator at every saved tensor
 with the opt-in training fast path (``plugattn.fast``). All variants of a row are timed interleaved in one
 process; the table shows medians and ratios.
 
-Import time: ``python -c "import plugattn"`` against ``python -c "import torch, torchvision"``, fresh
-processes, interleaved.
+Import time: ``python -c "import plugattn"`` against ``python -c "import torch, torchvision"`` (and ``import
+torch``), fresh processes, interleaved.
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ def network_level(rounds: int, compile_models: bool) -> None:
 
 def import_time(rounds: int) -> None:
     """Seconds to ``import plugattn`` in a fresh process against ``import torch, torchvision``."""
-    commands = {"import torch, torchvision": "import torch, torchvision", "import plugattn": "import plugattn"}
+    commands = {"import torch": "import torch", "import torch, torchvision": "import torch, torchvision",
+                "import plugattn": "import plugattn"}
     samples: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(rounds):
         for name, code in commands.items():

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from plugattn.blocks import find_attention_blocks
 
@@ -25,6 +24,8 @@ def _macs_by_module(module: nn.Module, *inputs: Tensor) -> dict[str, int]:
     """MACs per module path (``""`` for the whole model) of one forward pass, matrix products and convolutions only
     (the counter is a dispatch mode, under which the blocks run their reference formulation: an implementation
     detail never changes the count)."""
+    from torch.utils.flop_counter import FlopCounterMode  # imported on use: it loads torch._prims (0.1 s)
+
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         module(*inputs)

@@ -1,125 +1,143 @@
-"""Published weight layouts: each is written here from that project's model structure, filled with our
-model's random weights, loaded back with load_pretrained, and must give identical outputs."""
+"""Published weight layouts: a checkpoint written by an independent re-implementation of each foreign
+architecture (tests/foreign_models.py, or the real timm/torchvision model) loads with equal outputs into the
+plugattn model of the same architecture, and is refused by every other; bad files get CheckpointError."""
 
 import os
 import pickle
-import re
 
 import pytest
 import timm
 import torch
-from safetensors.torch import load_file
+import torchvision
 from typer.testing import CliRunner
 
 from plugattn.checkpoint import CheckpointError
 from plugattn.cli import app
-from plugattn.interop import detect_layout, load_pretrained, read_state_dict
+from plugattn.interop import load_pretrained, read_state_dict
 from plugattn.models import create_model
+from tests import foreign_models
 
 
 def _outputs_equal(a, b, shape=(2, 3, 64, 64)):
     torch.manual_seed(1)
     x = torch.randn(shape)
-    torch.testing.assert_close(a.eval()(x), b.eval()(x), rtol=0, atol=0)
-
-
-def _randomise(model):
-    torch.manual_seed(0)
     with torch.no_grad():
-        for tensor in model.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(torch.randn_like(tensor) * 0.05 + (1.0 if tensor.dim() == 1 else 0.0))
-    return model
+        torch.testing.assert_close(a.eval()(x), b.eval()(x), rtol=0, atol=0)
 
 
-def to_cbam_official(state):
-    """Jongchan/attention-module (MODELS/model_resnet.py, MODELS/cbam.py), saved from nn.DataParallel:
-    module.layerX.Y.cbam.ChannelGate.mlp.{1,3}, module.layerX.Y.cbam.SpatialGate.spatial.{conv,bn}."""
-    out = {}
-    for key, value in state.items():
-        key = key.replace(".attention.channel_gate.mlp.", ".cbam.ChannelGate.mlp.")
-        key = key.replace(".attention.spatial_gate.spatial.", ".cbam.SpatialGate.spatial.")
-        out[f"module.{key}"] = value
-    return out
+def _agree(foreign, ours, shape):
+    """Outputs within 1e-5 relative (fp32) of the foreign network's, on natural-size inputs."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected, got = foreign.eval()(x), ours.eval()(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
 
 
-def to_senet_pytorch(state):
-    """moskomule/senet.pytorch (senet/se_resnet.py): SELayer fc = Sequential(Linear, ReLU, Linear, Sigmoid), no bias."""
-    return {re.sub(r"\.attention\.fc\.", ".se.fc.", k): v for k, v in state.items()}
+def _save(state, path):
+    torch.save(state, path)
+    return path
 
 
-def to_timm(state):
-    """timm seresnet* (timm/layers/squeeze_excite.py SEModule): se.fc1 / se.fc2 are 1x1 convolutions with bias."""
-    out = {}
-    for key, value in state.items():
-        match = re.match(r"(.*)\.attention\.fc\.([02])\.(weight|bias)$", key)
-        if match:
-            prefix, index, kind = match.groups()
-            key = f"{prefix}.se.fc{1 if index == '0' else 2}.{kind}"
-            value = value[:, :, None, None] if kind == "weight" else value
-        out[key] = value
-    return out
+# ---------------------------------------------------------------- each layout against an independent re-implementation
+
+FOREIGN = {
+    # layout: (foreign network, the plugattn model that is the same architecture, input shape, saved as DataParallel)
+    "cbam-official/resnet50": (lambda: foreign_models.OfficialResidualNet(), lambda: create_model("cbam_resnet50"),
+                      (1, 3, 224, 224), True),
+    "cadene/se_resnet50": (lambda: foreign_models.CadeneSENet(), lambda: create_model("se_resnet50_v1", stem_pool="ceil"),
+                           (1, 3, 224, 224), False),
+    "cadene/se_resnext50_32x4d": (lambda: foreign_models.CadeneSENet(groups=32, resnext=True),
+                                  lambda: create_model("se_resnext50_32x4d", stem_pool="ceil"), (1, 3, 224, 224), False),
+    "senet.pytorch/cifar_se_resnet20": (lambda: foreign_models.SenetCifarResNet(),
+                            lambda: create_model("se_resnet20", shortcut="B", bias=False), (2, 3, 32, 32), False),
+    "timm/seresnet18": (lambda: timm.create_model("seresnet18"), lambda: create_model("se_resnet18", divisor=8),
+                        (1, 3, 224, 224), False),
+    "timm/seresnet34": (lambda: timm.create_model("seresnet34"), lambda: create_model("se_resnet34", divisor=8),
+                        (1, 3, 224, 224), False),
+    "torchvision/resnet18": (lambda: torchvision.models.resnet18(), lambda: create_model("resnet18"),
+                             (1, 3, 224, 224), False),
+}
 
 
-def to_cadene(state):
-    """Cadene/pretrained-models.pytorch (pretrainedmodels/models/senet.py): layer0.{conv1,bn1}, SEModule
-    se_module.fc1/fc2 as 1x1 convolutions with bias, last_linear as the classifier."""
-    out = {}
-    for key, value in to_timm(state).items():
-        key = re.sub(r"^(conv1|bn1)\.", r"layer0.\1.", key)
-        key = re.sub(r"^fc\.", "last_linear.", key)
-        key = key.replace(".se.fc1.", ".se_module.fc1.").replace(".se.fc2.", ".se_module.fc2.")
-        out[key] = value
-    return out
+@pytest.mark.parametrize("case", FOREIGN)
+def test_foreign_checkpoint_loads_with_equal_outputs(case, tmp_path):
+    build_foreign, build_ours, shape, data_parallel = FOREIGN[case]
+    foreign = foreign_models.randomise(build_foreign())
+    state = foreign.state_dict()
+    if data_parallel:  # the official CBAM code saves {'epoch', 'arch', 'state_dict', 'best_prec1', 'optimizer'}
+        state = {"epoch": 90, "arch": "resnet", "state_dict": {f"module.{k}": v for k, v in state.items()}}
+    ours = build_ours()
+    report = load_pretrained(ours, _save(state, tmp_path / "weights.pth"))
+    assert report.layout == case.split("/")[0] and not report.missing and not report.unexpected
+    _agree(foreign, ours, shape)
 
 
-@pytest.mark.parametrize(
-    ("layout", "name", "options", "writer", "as_file"),
-    [
-        ("cbam-official", "cbam_resnet50", {}, to_cbam_official, True),
-        ("senet.pytorch", "se_resnet50", {"bias": False}, to_senet_pytorch, False),
-        ("timm", "se_resnet50", {}, to_timm, False),
-        ("cadene", "se_resnet50_v1", {}, to_cadene, True),
-        ("cadene", "se_resnext50_32x4d", {}, to_cadene, False),
-        ("torchvision", "resnet18", {}, dict, False),
-    ],
-)
-def test_foreign_layout_round_trip(layout, name, options, writer, as_file, tmp_path):
-    source = _randomise(create_model(name, **options))
-    foreign = writer(source.state_dict())
-    assert detect_layout(foreign) == layout
-    if as_file:  # the official CBAM code saves {'epoch', 'arch', 'state_dict', 'best_prec1', 'optimizer'}
-        path = tmp_path / "weights.pth.tar"
-        torch.save({"epoch": 90, "arch": name, "state_dict": foreign, "best_prec1": 77.6}, path)
-        foreign = path
-    target = create_model(name, **options)
-    report = load_pretrained(target, foreign)
-    assert report.layout == layout and not report.missing and not report.unexpected
-    _outputs_equal(source, target)
+WRONG_VARIANTS = {
+    "official CBAM (v1.5) into a v1 model": ("cbam-official/resnet50", lambda: create_model("cbam_resnet50_v1"),
+                                               r"v1\.5 \(stride in the 3×3.*a name without _v1"),
+    "Cadene se_resnet50 into the padded stem": ("cadene/se_resnet50", lambda: create_model("se_resnet50_v1"),
+                                                r"ceil_mode=True.*stem_pool='ceil'"),
+    "Cadene se_resnet50 into v1.5": ("cadene/se_resnet50", lambda: create_model("se_resnet50", stem_pool="ceil"),
+                                     r"ResNet v1 \(stride in the first 1×1"),
+    "Cadene se_resnext50 into the padded stem": ("cadene/se_resnext50_32x4d", lambda: create_model("se_resnext50_32x4d"),
+                                                 r"stem_pool='ceil'"),
+    "senet.pytorch CIFAR into option-A shortcuts": ("senet.pytorch/cifar_se_resnet20", lambda: create_model("se_resnet20", bias=False),
+                                                    r"projection shortcuts.*shortcut='B'"),
+    "timm seresnet18 without rounded SE widths": ("timm/seresnet18", lambda: create_model("se_resnet18"),
+                                                  r"shape mismatch for layer1\.0\.attention\.fc\.0\.weight.*divisor=8"),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_VARIANTS)
+def test_weights_for_another_architecture_are_refused(case, tmp_path):
+    source, build_wrong, message = WRONG_VARIANTS[case]
+    foreign = foreign_models.randomise(FOREIGN[source][0]())
+    model = build_wrong()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=message):
+        load_pretrained(model, _save(foreign.state_dict(), tmp_path / "weights.pth"))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing was loaded
+
+
+def test_bam_weights_name_the_missing_block_type(tmp_path):
+    state = foreign_models.bam_state_dict(torchvision.models.resnet50().state_dict())
+    path = _save({"state_dict": state}, tmp_path / "bam.pth.tar")
+    with pytest.raises(CheckpointError, match=r"official BAM code.*block type 'BAM' is not available"):
+        load_pretrained(create_model("resnet50"), path)
+    result = CliRunner().invoke(app, ["convert", str(path), str(tmp_path / "out.safetensors")])
+    assert result.exit_code != 0 and "BAM" in result.output
+
+
+def test_attention_parameters_the_layout_lacks_are_reported_and_nothing_else_is_tolerated():
+    plain = foreign_models.randomise(torchvision.models.resnet18())
+    report = load_pretrained(create_model("se_resnet18"), plain.state_dict())  # a plain backbone: SE left as built
+    assert report.layout == "torchvision" and report.missing
+    assert all(".attention." in key for key in report.missing)
+    extra = dict(plain.state_dict(), **{"head.weight": torch.zeros(3)})
+    with pytest.raises(CheckpointError, match=r"(?s)fits no known layout.*tried:.*torchvision: 1 keys of the file are "
+                                              r"not in the model \(e\.g\. \['head\.weight'\]\)"):
+        load_pretrained(create_model("resnet18"), extra)
+    lenient = load_pretrained(create_model("resnet18"), extra, strict=False)
+    assert lenient.unexpected == ["head.weight"] and lenient.missing == []
+    partial = {k: v for k, v in plain.state_dict().items() if not k.startswith("fc.")}
+    report = load_pretrained(create_model("resnet18"), partial, strict=False)
+    assert report.missing == ["fc.weight", "fc.bias"] and report.unexpected == []
 
 
 def test_real_timm_seresnet50_loads_and_agrees():
     torch.manual_seed(0)
     reference = timm.create_model("seresnet50").eval()
     ours = create_model("se_resnet50")
-    report = load_pretrained(ours, reference.state_dict(), strict=True)
+    report = load_pretrained(ours, reference.state_dict())
     assert report.layout == "timm"
     _outputs_equal(reference, ours)
 
 
 def test_shape_mismatch_names_the_key_and_both_shapes():
-    foreign = to_timm(create_model("se_resnet50", reduction=8).state_dict())
+    foreign = timm.create_model("seresnet50").state_dict()
     with pytest.raises(ValueError, match=r"shape mismatch for layer1\.0\.attention\.fc\.0\.weight: the weights have "
-                                         r"\(32, 256\), the model has \(16, 256\)"):
-        load_pretrained(create_model("se_resnet50"), foreign)
-
-
-def test_missing_biases_are_reported_and_strict_refuses():
-    foreign = to_senet_pytorch(create_model("se_resnet20", bias=False).state_dict())
-    report = load_pretrained(create_model("se_resnet20"), foreign)  # zoo SE has biases, senet.pytorch's none
-    assert report.missing and all(k.endswith("bias") and ".attention." in k for k in report.missing)
-    with pytest.raises(ValueError, match="strict load"):
-        load_pretrained(create_model("se_resnet20"), foreign, strict=True)
+                                         r"\(16, 256\), the model has \(32, 256\)"):
+        load_pretrained(create_model("se_resnet50", reduction=8), foreign)
 
 
 class _Exploit:
@@ -148,11 +166,32 @@ def test_pickles_that_run_code_are_refused_and_truncated_files_explained(tmp_pat
         read_state_dict(truncated)
 
 
-def test_convert_cli_writes_our_layout(tmp_path):
-    source = _randomise(create_model("se_resnet50_v1"))
-    torch.save(to_cadene(source.state_dict()), tmp_path / "se_resnet50-ce0d4300.pth")
-    result = CliRunner().invoke(app, ["convert", str(tmp_path / "se_resnet50-ce0d4300.pth"), str(tmp_path / "ours.safetensors")])
-    assert result.exit_code == 0 and "cadene" in result.output, result.output
-    target = create_model("se_resnet50_v1")
-    target.load_state_dict(load_file(str(tmp_path / "ours.safetensors")), strict=True)
-    _outputs_equal(source, target)
+def test_convert_cli_records_the_architecture_and_loading_checks_it(tmp_path):
+    foreign = foreign_models.randomise(foreign_models.CadeneSENet())
+    torch.save(foreign.state_dict(), tmp_path / "se_resnet50-ce0d4300.pth")
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "se_resnet50-ce0d4300.pth"),
+                                      str(tmp_path / "ours.safetensors"), "--from", "cadene"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "cadene" in result.output and "ceil_mode=True" in result.output
+    target = create_model("se_resnet50_v1", stem_pool="ceil")
+    assert load_pretrained(target, tmp_path / "ours.safetensors").layout == "plugattn"
+    _agree(foreign, target, (1, 3, 224, 224))
+    with pytest.raises(CheckpointError, match="stem_pool='ceil'"):
+        load_pretrained(create_model("se_resnet50_v1"), tmp_path / "ours.safetensors")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (torch.zeros(3), r"holds a Tensor, not a state dict"),
+    ([torch.zeros(3)], r"holds a list, not a state dict"),
+    ({"conv1.weight": torch.zeros(3), "epoch": 3}, r"not a state dict of tensors.*epoch \(int\)"),
+    ({}, r"not a state dict of tensors: it has no entries"),
+])
+def test_files_that_are_not_state_dicts_are_refused_naming_the_file(content, message, tmp_path):
+    path = _save(content, tmp_path / "odd.pth")
+    with pytest.raises(CheckpointError, match=rf"{tmp_path}/odd\.pth.*{message}|{message}"):
+        load_pretrained(create_model("resnet18"), path)
+    (tmp_path / "noise.bin").write_bytes(b"not a checkpoint at all" * 10)
+    with pytest.raises(CheckpointError, match=r"noise\.bin is corrupt or truncated, or not a torch file"):
+        read_state_dict(tmp_path / "noise.bin")
+    with pytest.raises(TypeError, match="source must be a file path or a mapping"):
+        load_pretrained(create_model("resnet18"), torch.zeros(3))

@@ -373,10 +373,11 @@ def convert(
 ) -> None:
     """Convert published SE/CBAM weights to plugattn's layout."""
     from plugattn.checkpoint import CheckpointError
-    from plugattn.interop import convert_file
+    from plugattn.interop import convert_file, describe_architecture
 
     try:
-        detected = convert_file(source, destination, layout=layout)
+        detected, architecture = convert_file(source, destination, layout=layout)
     except (CheckpointError, ValueError) as error:
         raise _fail(error) from None
-    Console().print(f"{destination}: converted from layout {detected!r}")
+    Console().print(f"{destination}: converted from layout {detected!r}"
+                    + (f"; load it into a model with {describe_architecture(architecture)}" if architecture else ""))

@@ -178,3 +178,33 @@ def test_zoo_models_script():
     model = create_model("cbam_resnet20", position="post").eval()
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(torch.jit.script(model)(x), model(x))
+
+
+def test_architecture_variants_for_published_weights():
+    """Cadene's stem pool, senet.pytorch's CIFAR projection shortcuts and timm's rounded SE widths."""
+    ceil = create_model("se_resnet50_v1", stem_pool="ceil")
+    assert isinstance(ceil.maxpool, nn.MaxPool2d) and ceil.maxpool.ceil_mode and ceil.maxpool.padding == 0
+    assert ceil.maxpool(torch.zeros(1, 1, 112, 112)).shape[-1] == 56  # same size as padding=1, other values
+    assert create_model("resnet50").stem_pool == "pad" and create_model("resnet50_v1").stride_in_1x1
+    projected = create_model("se_resnet20", shortcut="B", bias=False, reduction=16)
+    downsample = projected.layer2[0].downsample
+    assert isinstance(downsample, nn.Sequential) and downsample[0].kernel_size == (1, 1) and downsample[0].stride == (2, 2)
+    assert projected.layer1[0].downsample is None
+    extra = 32 * 16 + 2 * 32 + 64 * 32 + 2 * 64  # two 1x1 convolutions with their BatchNorms
+    assert count_parameters(projected) == count_parameters(create_model("se_resnet20", bias=False, reduction=16)) + extra
+    timm_like = create_model("se_resnet18", divisor=8)
+    assert [unit.attention.fc[0].out_features for unit in (timm_like.layer1[0], timm_like.layer2[0],
+                                                           timm_like.layer3[0], timm_like.layer4[0])] == [8, 8, 16, 32]
+    assert create_model("se_resnet18").layer1[0].attention.fc[0].out_features == 4
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "resnet50", "stem_pool": "same"}, r"stem_pool must be one of 'pad', 'ceil'; got 'same'"),
+    ({"name": "resnet20", "stem_pool": "ceil"}, r"stem_pool is an option of the ImageNet family; resnet20 is cifar-style"),
+    ({"name": "resnet50", "shortcut": "B"}, r"shortcut is an option of the CIFAR family; resnet50 is imagenet-style"),
+    ({"name": "wrn16_8", "shortcut": "B"}, r"shortcut='B' applies to the ResNet-20…110 units only"),
+    ({"name": "se_resnet20", "divisor": 0}, r"divisor must be a positive int"),
+])
+def test_bad_architecture_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        create_model(**kwargs)

@@ -59,9 +59,13 @@ def require_dims(value: object) -> int:
     return value  # type: ignore[return-value]
 
 
-def hidden_width(channels: int, reduction: int) -> int:
-    """Bottleneck width ``channels // reduction``, but never 0 (the seed's code would build a 0-wide layer)."""
-    return max(1, channels // reduction)
+def hidden_width(channels: int, reduction: int, divisor: int = 1) -> int:
+    """Bottleneck width ``channels // reduction``, but never 0 (the seed's code would build a 0-wide layer).
+    With ``divisor`` > 1 the width is ``channels / reduction`` rounded to the nearest multiple of ``divisor``,
+    at least ``divisor`` (timm's ``make_divisible(..., round_limit=0)``, which its SE modules use)."""
+    if divisor == 1:
+        return max(1, channels // reduction)
+    return max(divisor, int(channels / reduction + divisor / 2) // divisor * divisor)
 
 
 def check_feature_map(x: Tensor, block: str, channels: int, dims: int) -> None:

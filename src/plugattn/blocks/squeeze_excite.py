@@ -29,6 +29,8 @@ class SqueezeExcite(nn.Module):
     (``bias=True``, which their parameter counts prove). ``squeeze="max"`` and the ``tanh``/``relu``
     gates are the SENet ablations. Accepts any rank ≥ 3: (N,C,L), (N,C,H,W), (N,C,D,H,W).
     The state_dict keys (``fc.0.weight``, ``fc.2.weight``) are those of the seed and senet.pytorch.
+    ``divisor=8`` rounds the hidden width to a multiple of 8 as timm's ``SEModule`` does (timm's
+    ``seresnet18/34``: 64 channels at r=16 give 8, not 4).
     ``fast=True`` opts in to the guarded training fast path (see :func:`plugattn.fast`).
     """
 
@@ -45,6 +47,7 @@ class SqueezeExcite(nn.Module):
         squeeze: str = "avg",
         gate: str = "sigmoid",
         bias: bool = False,
+        divisor: int = 1,
         fast: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -55,7 +58,8 @@ class SqueezeExcite(nn.Module):
         self.squeeze = require_choice("squeeze", squeeze, SQUEEZES)
         self.gate_function = require_choice("gate", gate, GATE_FUNCTIONS)
         self.fast = bool(fast)
-        hidden = hidden_width(channels, reduction)
+        self.divisor = require_positive_int("divisor", divisor)
+        hidden = hidden_width(channels, reduction, divisor)
         factory = factory_kwargs(device, dtype)
         self.fc = nn.Sequential(
             nn.Linear(channels, hidden, bias=bias, **factory),

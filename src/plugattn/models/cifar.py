@@ -1,6 +1,9 @@
 """CIFAR-style networks for 32×32 inputs: He et al.'s ResNet-20…110 (identity shortcuts with zero
 padding, "option A"), the pre-activation ResNet-164 (He et al., ECCV 2016) and WRN-16-8 (Zagoruyko &
-Komodakis, 2016). Three stages; a 3×3 stem; global average pooling and a linear classifier."""
+Komodakis, 2016). Three stages; a 3×3 stem; global average pooling and a linear classifier.
+
+The ResNet-20…110 shortcut is He et al.'s option A by default; ``shortcut="B"`` projects with a 1×1
+convolution and BatchNorm where the shape changes (senet.pytorch's CIFAR SE-ResNets)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from plugattn.blocks._checks import require_choice
 from plugattn.models.resnet import conv1x1, conv3x3, initialise_resnet
 from plugattn.models.units import AttentionBuilder, PostActivationUnit, ResidualUnit
 
@@ -27,19 +31,26 @@ class PadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
 
 
+SHORTCUTS = ("A", "B")
+
+
 class CifarBasicBlock(PostActivationUnit):
-    """Two 3×3 convolutions, post-activation, option-A shortcut (ResNet-20…110)."""
+    """Two 3×3 convolutions, post-activation; option-A (zero-padding) or option-B (1×1 conv + BN projection)
+    shortcut where the shape changes (ResNet-20…110)."""
 
     expansion = 1
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: str = "A") -> None:
         super().__init__(in_planes, planes)
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = PadShortcut(in_planes, planes, stride) if stride != 1 or in_planes != planes else None
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_planes != planes:
+            self.downsample = PadShortcut(in_planes, planes, stride) if shortcut == "A" else nn.Sequential(
+                conv1x1(in_planes, planes, stride), nn.BatchNorm2d(planes))
 
     def branch_body(self, x: Tensor) -> Tensor:
         return self.conv2(self.relu(self.bn1(self.conv1(x))))
@@ -122,9 +133,14 @@ class CifarResNet(nn.Module):
         attention: AttentionBuilder | None = None,
         position: str = "standard",
         stages: Sequence[int] | None = None,
+        shortcut: str = "A",
     ) -> None:
         super().__init__()
         pre_activation = issubclass(block, _PreActivationUnit)
+        self.shortcut = require_choice("shortcut", shortcut, SHORTCUTS)
+        if shortcut != "A" and block is not CifarBasicBlock:
+            raise ValueError(f"shortcut={shortcut!r} applies to the ResNet-20…110 units only; {block.__name__} "
+                             "always projects with a 1×1 convolution")
         self.conv1 = conv3x3(in_channels, stem_width)
         self.bn1 = nn.Identity() if pre_activation else nn.BatchNorm2d(stem_width)
         self.relu = nn.ReLU(inplace=True)
@@ -133,7 +149,7 @@ class CifarResNet(nn.Module):
             units = []
             for unit_index in range(depth_per_stage):
                 stride = 2 if index > 1 and unit_index == 0 else 1
-                unit = block(in_planes, planes, stride)
+                unit = block(in_planes, planes, stride, shortcut) if block is CifarBasicBlock else block(in_planes, planes, stride)
                 if attention is not None and (stages is None or index in stages):
                     unit.add_attention(attention, position)
                 units.append(unit)

@@ -3,6 +3,10 @@
 ``stride_in_1x1=False`` is ResNet v1.5 (torchvision: the stride-2 of a stage's first bottleneck sits in
 the 3×3 conv, so torchvision's ImageNet weights load); ``True`` is ResNet v1 (stride in the first 1×1
 conv), the architecture whose multiply-accumulates the SE and CBAM papers report.
+
+``stem_pool`` is the max pool after the 7×7 stem: ``"pad"`` (``MaxPool2d(3, 2, padding=1)``: torchvision,
+timm, the official CBAM code, senet.pytorch) or ``"ceil"`` (``MaxPool2d(3, 2, padding=0, ceil_mode=True)``:
+Cadene's ``pretrainedmodels`` SENets). Both give 56×56 from 224×224, with different values.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from plugattn.blocks import SpatialGate
+from plugattn.blocks._checks import require_choice
 from plugattn.models.units import AttentionBuilder, PostActivationUnit, ResidualUnit
 
 
@@ -81,6 +86,12 @@ class Bottleneck(PostActivationUnit):
         return self.bn3(self.branch_body(x))
 
 
+STEM_POOLS = {
+    "pad": lambda: nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    "ceil": lambda: nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True),
+}
+
+
 class ResNet(nn.Module):
     """ResNet for 224×224 inputs: 7×7 stem, max pool, four stages, global average pool, linear classifier.
 
@@ -104,13 +115,16 @@ class ResNet(nn.Module):
         position: str = "standard",
         stages: Sequence[int] | None = None,
         zero_init_residual: bool = False,
+        stem_pool: str = "pad",
     ) -> None:
         super().__init__()
+        self.stem_pool = require_choice("stem_pool", stem_pool, tuple(STEM_POOLS))
+        self.stride_in_1x1 = stride_in_1x1
         self.inplanes = 64
         self.conv1 = nn.Conv2d(in_channels, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.maxpool = STEM_POOLS[stem_pool]()
         for index, (planes, blocks) in enumerate(zip(widths, layers), start=1):
             units = []
             for unit_index in range(blocks):

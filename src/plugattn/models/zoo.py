@@ -135,6 +135,11 @@ def attention_builder(
     return build
 
 
+ARCHITECTURE_OPTIONS = {"imagenet": {"stem_pool": ("pad", "ceil")}, "cifar": {"shortcut": ("A", "B")}}
+"""Options that change a family's architecture itself (not its attention): ImageNet nets' stem max pool,
+CIFAR ResNets' shortcut. ``None`` leaves the family's default."""
+
+
 def create_model(
     name: str,
     *,
@@ -144,6 +149,8 @@ def create_model(
     position: str = "standard",
     stages: Sequence[int] | None = None,
     in_channels: int = 3,
+    stem_pool: str | None = None,
+    shortcut: str | None = None,
     **block_options: object,
 ) -> nn.Module:
     """Build a zoo network, optionally with an attention block in every residual unit of ``stages``.
@@ -152,7 +159,9 @@ def create_model(
     registry name (``"se"``, ``"cbam"``, ``"cbam-channel"``, …); ``position`` is ``standard`` (end of the
     residual branch), ``pre``, ``post`` or ``identity``; ``stages`` are 1-based. ``num_classes`` defaults
     to 1000 for ImageNet-style and 10 for CIFAR-style networks; ``in_channels`` is the input's channel
-    count (1 for grey images). Extra keywords go to the blocks.
+    count (1 for grey images). ``stem_pool`` (ImageNet nets: ``"pad"``, torchvision's, or ``"ceil"``,
+    Cadene's) and ``shortcut`` (CIFAR ResNet-20…110: ``"A"``, He et al.'s zero padding, or ``"B"``, 1×1
+    projections as in senet.pytorch) select architecture variants. Extra keywords go to the blocks.
     """
     base, prefix = resolve_model_name(name)
     entry = MODELS[base]
@@ -163,13 +172,22 @@ def create_model(
     require_choice("position", position, POSITIONS)
     stages = _check_stages(stages, entry, name)
     in_channels = require_positive_int("in_channels", in_channels)
+    architecture = {key: value for key, value in {"stem_pool": stem_pool, "shortcut": shortcut}.items()
+                    if value is not None}
+    allowed = ARCHITECTURE_OPTIONS[entry.family]
+    for key, value in architecture.items():
+        if key not in allowed:
+            raise ValueError(f"{key} is an option of the {'CIFAR' if key == 'shortcut' else 'ImageNet'} family; "
+                             f"{name} is {entry.family}-style (it takes {sorted(allowed)})")
+        require_choice(key, value, allowed[key])
     if attention is None:
         if block_options:
             raise ValueError(f"block options {sorted(block_options)} were given but attention is None")
-        return entry.build(num_classes=num_classes, in_channels=in_channels)
+        return entry.build(num_classes=num_classes, in_channels=in_channels, **architecture)
     builder = attention_builder(attention, reduction, block_options)
     return entry.build(
-        num_classes=num_classes, in_channels=in_channels, attention=builder, position=position, stages=stages
+        num_classes=num_classes, in_channels=in_channels, attention=builder, position=position, stages=stages,
+        **architecture,
     )
 
 

@@ -284,3 +284,24 @@ class SenetCifarResNet(nn.Module):
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(self.avgpool(x).view(x.size(0), -1))
+
+
+def senet_imagenet_se_resnet50() -> nn.Module:
+    """senet.pytorch's ``se_resnet50``: torchvision's ResNet with SEBottleneck units (stride in conv2) whose
+    ``se`` is the bias-free SELayer."""
+    import torchvision
+
+    model = torchvision.models.resnet50()
+    for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for unit in stage:
+            unit.se = SenetSELayer(unit.bn3.num_features, 16)
+            unit.forward = _se_bottleneck_forward.__get__(unit)
+    return model
+
+
+def _se_bottleneck_forward(self, x):
+    residual = x if self.downsample is None else self.downsample(x)
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.relu(self.bn2(self.conv2(out)))
+    out = self.se(self.bn3(self.conv3(out)))
+    return self.relu(out + residual)

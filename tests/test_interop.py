@@ -50,6 +50,8 @@ FOREIGN = {
                                   lambda: create_model("se_resnext50_32x4d", stem_pool="ceil"), (1, 3, 224, 224), False),
     "senet.pytorch/cifar_se_resnet20": (lambda: foreign_models.SenetCifarResNet(),
                             lambda: create_model("se_resnet20", shortcut="B", bias=False), (2, 3, 32, 32), False),
+    "senet.pytorch/se_resnet50": (foreign_models.senet_imagenet_se_resnet50,
+                                  lambda: create_model("se_resnet50", bias=False), (1, 3, 224, 224), False),
     "timm/seresnet18": (lambda: timm.create_model("seresnet18"), lambda: create_model("se_resnet18", divisor=8),
                         (1, 3, 224, 224), False),
     "timm/seresnet34": (lambda: timm.create_model("seresnet34"), lambda: create_model("se_resnet34", divisor=8),
@@ -85,13 +87,18 @@ WRONG_VARIANTS = {
                                                     r"projection shortcuts.*shortcut='B'"),
     "timm seresnet18 without rounded SE widths": ("timm/seresnet18", lambda: create_model("se_resnet18"),
                                                   r"shape mismatch for layer1\.0\.attention\.fc\.0\.weight.*divisor=8"),
+    "torchvision resnet50 (v1.5) into a v1 model": (lambda: torchvision.models.resnet50(),
+                                                    lambda: create_model("se_resnet50_v1"), r"a name without _v1"),
+    "senet.pytorch ImageNet SE-ResNet-50 into a v1 model": (
+        lambda: foreign_models.senet_imagenet_se_resnet50(), lambda: create_model("se_resnet50_v1", bias=False),
+        r"'senet\.pytorch'.*ResNet v1\.5"),
 }
 
 
 @pytest.mark.parametrize("case", WRONG_VARIANTS)
 def test_weights_for_another_architecture_are_refused(case, tmp_path):
     source, build_wrong, message = WRONG_VARIANTS[case]
-    foreign = foreign_models.randomise(FOREIGN[source][0]())
+    foreign = foreign_models.randomise(source() if callable(source) else FOREIGN[source][0]())
     model = build_wrong()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(CheckpointError, match=message):

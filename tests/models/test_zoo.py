@@ -155,7 +155,7 @@ BAD = [
     (dict(name="resnet20", stages=(4,), attention="se"), ValueError, ["stages", "1..3", "resnet20"]),
     (dict(name="resnet20", stages=(), attention="se"), ValueError, ["stages"]),
     (dict(name="resnet18", attention="se", position="middle"), ValueError, ["position", "'identity'", "'middle'"]),
-    (dict(name="resnet18", num_classes=0), ValueError, ["num_classes", "0"]),
+    (dict(name="resnet18", num_classes=-1), ValueError, ["num_classes", "-1"]),
     (dict(name="resnet18", num_classes=2.5), TypeError, ["num_classes", "float"]),
     (dict(name="cbam_resnet18", attention="se"), ValueError, ["already selects attention 'cbam'", "'se'"]),
     (dict(name="resnet18", kernel_size=3), ValueError, ["block options", "kernel_size", "attention is None"]),

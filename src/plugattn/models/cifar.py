@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plugattn.blocks._checks import require_choice
+from plugattn.models.head import ClassifierHead
 from plugattn.models.resnet import conv1x1, conv3x3, initialise_resnet
 from plugattn.models.units import AttentionBuilder, PostActivationUnit, ResidualUnit
 
@@ -117,9 +118,12 @@ class WideBasicBlock(_PreActivationUnit):
         return self.conv2(self.dropout(self.relu(self.bn2(self.conv1(x)))))
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ClassifierHead):
     """3×3 stem with ``stem_width`` channels, three stages of ``depth_per_stage`` units of widths
-    ``widths``, (for pre-activation nets a final BN-ReLU), global average pooling, linear classifier."""
+    ``widths``, (for pre-activation nets a final BN-ReLU), global average pooling, linear classifier.
+
+    The layers run in the order they are registered (stem BN and ReLU are identities in pre-activation nets,
+    the final ones in post-activation nets), so feature extractors that walk the children see the forward."""
 
     def __init__(
         self,
@@ -134,6 +138,7 @@ class CifarResNet(nn.Module):
         position: str = "standard",
         stages: Sequence[int] | None = None,
         shortcut: str = "A",
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         pre_activation = issubclass(block, _PreActivationUnit)
@@ -143,8 +148,9 @@ class CifarResNet(nn.Module):
                              "always projects with a 1×1 convolution")
         self.conv1 = conv3x3(in_channels, stem_width)
         self.bn1 = nn.Identity() if pre_activation else nn.BatchNorm2d(stem_width)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.Identity() if pre_activation else nn.ReLU(inplace=True)
         in_planes = stem_width
+        self.feature_info = [dict(num_chs=stem_width, reduction=1, module="relu")]
         for index, planes in enumerate(widths, start=1):
             units = []
             for unit_index in range(depth_per_stage):
@@ -155,17 +161,17 @@ class CifarResNet(nn.Module):
                 units.append(unit)
                 in_planes = planes * block.expansion
             self.add_module(f"layer{index}", nn.Sequential(*units))
+            self.feature_info.append(dict(num_chs=in_planes, reduction=2 ** (index - 1), module=f"layer{index}"))
         self.final_bn = nn.BatchNorm2d(in_planes) if pre_activation else nn.Identity()
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(in_planes, num_classes)
+        self.final_relu = nn.ReLU(inplace=False) if pre_activation else nn.Identity()
+        if pre_activation:  # the last stage's maps are only final after the closing BN-ReLU
+            self.feature_info[-1] = dict(num_chs=in_planes, reduction=2 ** (len(widths) - 1), module="final_relu")
         self.pre_activation = pre_activation
+        self.init_head(in_planes, num_classes, global_pool)
         initialise_resnet(self)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv1(x)
-        if not self.pre_activation:
-            x = self.relu(self.bn1(x))
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last stage's maps (after the closing BN-ReLU of pre-activation nets), unpooled."""
+        x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
-        if self.pre_activation:
-            x = self.relu(self.final_bn(x))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.final_relu(self.final_bn(x))

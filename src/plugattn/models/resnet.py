@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from plugattn.blocks import SpatialGate
 from plugattn.blocks._checks import require_choice
+from plugattn.models.head import ClassifierHead
 from plugattn.models.units import AttentionBuilder, PostActivationUnit, ResidualUnit
 
 
@@ -92,7 +93,7 @@ STEM_POOLS = {
 }
 
 
-class ResNet(nn.Module):
+class ResNet(ClassifierHead):
     """ResNet for 224×224 inputs: 7×7 stem, max pool, four stages, global average pool, linear classifier.
 
     ``widths`` are the stages' ``planes`` (64, 128, 256, 512 for the standard nets; the CBAM paper's wide
@@ -116,6 +117,7 @@ class ResNet(nn.Module):
         stages: Sequence[int] | None = None,
         zero_init_residual: bool = False,
         stem_pool: str = "pad",
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         self.stem_pool = require_choice("stem_pool", stem_pool, tuple(STEM_POOLS))
@@ -140,14 +142,17 @@ class ResNet(nn.Module):
                 units.append(unit)
                 self.inplanes = planes * block.expansion
             self.add_module(f"layer{index}", nn.Sequential(*units))
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(self.inplanes, num_classes)
+        self.feature_info = [dict(num_chs=64, reduction=2, module="relu")] + [
+            dict(num_chs=planes * block.expansion, reduction=4 * 2 ** (index - 1), module=f"layer{index}")
+            for index, planes in enumerate(widths, start=1)
+        ]
+        self.init_head(self.inplanes, num_classes, global_pool)
         initialise_resnet(self, zero_init_residual)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last stage's maps, unpooled (N, num_features, H/32, W/32)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
 def initialise_resnet(model: nn.Module, zero_init_residual: bool = False) -> None:

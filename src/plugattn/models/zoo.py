@@ -13,6 +13,7 @@ from torch import nn
 
 from plugattn.blocks import attention_options, create_attention
 from plugattn.blocks._checks import require_choice, require_positive_int
+from plugattn.models.head import GLOBAL_POOLS, require_num_classes
 from plugattn.models.cifar import CifarBasicBlock, CifarResNet, PreActBottleneck, WideBasicBlock
 from plugattn.models.resnet import BasicBlock, Bottleneck, ResNet
 from plugattn.models.units import POSITIONS, ResidualUnit
@@ -151,6 +152,7 @@ def create_model(
     in_channels: int = 3,
     stem_pool: str | None = None,
     shortcut: str | None = None,
+    global_pool: str = "avg",
     **block_options: object,
 ) -> nn.Module:
     """Build a zoo network, optionally with an attention block in every residual unit of ``stages``.
@@ -161,25 +163,28 @@ def create_model(
     to 1000 for ImageNet-style and 10 for CIFAR-style networks; ``in_channels`` is the input's channel
     count (1 for grey images). ``stem_pool`` (ImageNet nets: ``"pad"``, torchvision's, or ``"ceil"``,
     Cadene's) and ``shortcut`` (CIFAR ResNet-20…110: ``"A"``, He et al.'s zero padding, or ``"B"``, 1×1
-    projections as in senet.pytorch) select architecture variants. Extra keywords go to the blocks.
+    projections as in senet.pytorch) select architecture variants. ``num_classes=0`` builds no classifier and
+    ``global_pool=""`` no pooling (the network then returns its feature maps). Extra keywords go to the blocks.
     """
     base, prefix = resolve_model_name(name)
     entry = MODELS[base]
     if prefix is not None and attention not in (None, prefix):
         raise ValueError(f"name {name!r} already selects attention {prefix!r}; got attention={attention!r} as well")
     attention = prefix or (None if attention in (None, "none") else attention)
-    num_classes = entry.default_classes if num_classes is None else require_positive_int("num_classes", num_classes)
+    num_classes = entry.default_classes if num_classes is None else require_num_classes(num_classes)
+    require_choice("global_pool", global_pool, GLOBAL_POOLS)
     require_choice("position", position, POSITIONS)
     stages = _check_stages(stages, entry, name)
     in_channels = require_positive_int("in_channels", in_channels)
-    architecture = {key: value for key, value in {"stem_pool": stem_pool, "shortcut": shortcut}.items()
-                    if value is not None}
+    architecture: dict[str, object] = {key: value for key, value in {"stem_pool": stem_pool, "shortcut": shortcut}.items()
+                                       if value is not None}
     allowed = ARCHITECTURE_OPTIONS[entry.family]
     for key, value in architecture.items():
         if key not in allowed:
             raise ValueError(f"{key} is an option of the {'CIFAR' if key == 'shortcut' else 'ImageNet'} family; "
                              f"{name} is {entry.family}-style (it takes {sorted(allowed)})")
         require_choice(key, value, allowed[key])
+    architecture["global_pool"] = global_pool
     if attention is None:
         if block_options:
             raise ValueError(f"block options {sorted(block_options)} were given but attention is None")

@@ -337,7 +337,26 @@ def _is_ours(owner: nn.Module, attribute: str) -> bool:
     return getattr(getattr(owner, attribute, None), "_plugattn_attached", False)
 
 
+def _given_points(points: list[InsertionPoint], where: object) -> list[InsertionPoint] | None:
+    """The :class:`InsertionPoint` objects ``where`` holds (one, or a sequence of them), checked against the
+    model's points by name and kind; None when ``where`` holds none."""
+    given = [where] if isinstance(where, InsertionPoint) else (
+        list(where) if isinstance(where, (list, tuple)) and where and all(isinstance(w, InsertionPoint) for w in where)
+        else None)
+    if given is None:
+        return None
+    known = {(p.name, p.kind) for p in points}
+    for point in given:
+        if (point.name, point.kind) not in known:
+            raise ValueError(f"where holds InsertionPoint({point.name!r}, kind={point.kind!r}), which is not a point of "
+                             f"this model; available points include {_examples(points)}")
+    return given
+
+
 def _resolve(model: nn.Module, points: list[InsertionPoint], where: object, position: str) -> list[InsertionPoint]:
+    given = _given_points(points, where)
+    if given is not None:
+        return given
     units = [p for p in points if p.kind == position]
     candidates = {p.name: p for p in points if p.kind == "after"} | {p.name: p for p in units}
     if isinstance(where, str) and where == "residual":
@@ -370,7 +389,8 @@ def _resolve(model: nn.Module, points: list[InsertionPoint], where: object, posi
                 raise ValueError(f"where names {name!r}, which is not an insertion point of this model{hint}")
             chosen.append(candidates[name])
         return chosen
-    raise TypeError(f"where must be 'residual', a glob/regex string or a list of point names, got {where!r}")
+    raise TypeError(f"where must be 'residual', a glob/regex string, a list of point names or InsertionPoint objects "
+                    f"from plugattn.insertion_points, got {where!r}")
 
 
 def _pattern(where: str) -> re.Pattern:
@@ -392,13 +412,14 @@ def _examples(points: list[InsertionPoint], limit: int = 12) -> str:
 def attach(
     model: nn.Module,
     attention: str = "cbam",
-    where: str | Sequence[str] = "residual",
+    where: str | Sequence[str] | InsertionPoint | Sequence[InsertionPoint] = "residual",
     *,
     stages: Sequence[int] | None = None,
     position: str = "standard",
     reduction: int = 16,
     example_input: Tensor | Sequence[Tensor] | None = None,
     replace: bool = False,
+    init: str = "paper",
     **block_options: object,
 ) -> nn.Module:
     """Insert ``attention`` blocks into ``model`` in place and return it.
@@ -406,9 +427,13 @@ def attach(
     ``where``: ``"residual"`` (every recognised residual unit, at ``position``), a glob over module names
     (``"features.*"``, ``"layer3.*.conv2"``; ``re:`` for a regex) or a list of names from
     :func:`insertion_points` — a residual unit's name uses ``position``, any other module's gets the block
-    after it. ``stages`` (1-based) filters residual units. Channel counts (and dims, for CBAM/spatial gates)
-    are inferred; ``example_input`` lets a dry run find those the modules do not declare. Options go to
-    the blocks. A point that already holds a block raises unless ``replace=True``.
+    after it — or the :class:`InsertionPoint` objects :func:`insertion_points` returned (their kind and
+    channels are used as they are: a point found with ``example_input`` needs none the second time).
+    ``stages`` (1-based) filters residual units. Channel counts (and dims, for CBAM/spatial gates) are
+    inferred; ``example_input`` lets a dry run find those the modules do not declare. ``init="identity"``
+    inserts every block as the exact identity (:class:`~plugattn.blocks.IdentityStart`: the model's outputs
+    are unchanged until the blocks learn); ``"paper"`` as the papers build them. Options go to the blocks.
+    A point that already holds a block raises unless ``replace=True``.
     """
     model = _check_model(model)
     if position not in POSITIONS:
@@ -428,7 +453,7 @@ def attach(
             f"cannot determine the channel count at {names} from the module definitions; "
             "pass example_input (a sample batch) so that one dry run can measure it"
         )
-    build = attention_builder(attention, reduction, block_options)
+    build = attention_builder(attention, reduction, block_options, init)
     for point in chosen:
         _install(model, point, build, replace)
     return model

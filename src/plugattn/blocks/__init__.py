@@ -2,6 +2,7 @@
 
 from plugattn.blocks.cbam import CBAM, ORDERS, ChannelGate, ConvBN, SpatialGate
 from plugattn.blocks.gate import GATE_FUNCTIONS, GateActivation, find_gates
+from plugattn.blocks.identity import INITS, IdentityStart, with_init
 from plugattn.blocks.pooling import POOL_TYPES, global_pool
 from plugattn.blocks.registry import (
     attention_options,
@@ -22,6 +23,8 @@ __all__ = [
     "ChannelGate",
     "ConvBN",
     "GateActivation",
+    "INITS",
+    "IdentityStart",
     "SpatialGate",
     "SqueezeExcite",
     "attention_options",
@@ -32,4 +35,5 @@ __all__ = [
     "is_attention_block",
     "list_attention",
     "register_attention",
+    "with_init",
 ]

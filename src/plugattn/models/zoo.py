@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from plugattn.blocks import attention_options, create_attention
+from plugattn.blocks import INITS, attention_options, create_attention, with_init
 from plugattn.blocks._checks import require_choice, require_positive_int
 from plugattn.models.head import GLOBAL_POOLS, require_num_classes
 from plugattn.models.cifar import CifarBasicBlock, CifarResNet, PreActBottleneck, WideBasicBlock
@@ -118,10 +118,12 @@ def _check_stages(stages: Sequence[int] | None, entry: ModelEntry, name: str) ->
 
 
 def attention_builder(
-    attention: str, reduction: int, block_options: Mapping[str, object]
+    attention: str, reduction: int, block_options: Mapping[str, object], init: str = "paper"
 ) -> Callable[..., nn.Module]:
     """A function ``(channels, dims=None) -> block`` for the registry name ``attention``, with the papers'
-    defaults applied; ``dims`` reaches blocks that take it unless the caller fixed it in ``block_options``."""
+    defaults applied; ``dims`` reaches blocks that take it unless the caller fixed it in ``block_options``.
+    ``init="identity"`` wraps every block in :class:`~plugattn.blocks.IdentityStart`."""
+    require_choice("init", init, INITS)
     options = {**PAPER_BLOCK_DEFAULTS.get(attention, {}), **block_options}
     accepted = attention_options(attention)
     if accepted is None or "reduction" in accepted:
@@ -131,7 +133,7 @@ def attention_builder(
 
     def build(channels: int, dims: int | None = None) -> nn.Module:
         extra = {"dims": dims} if takes_dims and dims is not None else {}
-        return create_attention(attention, channels, **options, **extra)
+        return with_init(create_attention(attention, channels, **options, **extra), init)
 
     return build
 
@@ -153,6 +155,7 @@ def create_model(
     stem_pool: str | None = None,
     shortcut: str | None = None,
     global_pool: str = "avg",
+    init: str = "paper",
     **block_options: object,
 ) -> nn.Module:
     """Build a zoo network, optionally with an attention block in every residual unit of ``stages``.
@@ -164,7 +167,9 @@ def create_model(
     count (1 for grey images). ``stem_pool`` (ImageNet nets: ``"pad"``, torchvision's, or ``"ceil"``,
     Cadene's) and ``shortcut`` (CIFAR ResNet-20…110: ``"A"``, He et al.'s zero padding, or ``"B"``, 1×1
     projections as in senet.pytorch) select architecture variants. ``num_classes=0`` builds no classifier and
-    ``global_pool=""`` no pooling (the network then returns its feature maps). Extra keywords go to the blocks.
+    ``global_pool=""`` no pooling (the network then returns its feature maps). ``init="identity"`` starts every
+block as the exact identity (:class:`~plugattn.blocks.IdentityStart`; ``"paper"``: as the papers build it).
+Extra keywords go to the blocks.
     """
     base, prefix = resolve_model_name(name)
     entry = MODELS[base]
@@ -185,11 +190,12 @@ def create_model(
                              f"{name} is {entry.family}-style (it takes {sorted(allowed)})")
         require_choice(key, value, allowed[key])
     architecture["global_pool"] = global_pool
+    require_choice("init", init, INITS)
     if attention is None:
         if block_options:
             raise ValueError(f"block options {sorted(block_options)} were given but attention is None")
         return entry.build(num_classes=num_classes, in_channels=in_channels, **architecture)
-    builder = attention_builder(attention, reduction, block_options)
+    builder = attention_builder(attention, reduction, block_options, init)
     return entry.build(
         num_classes=num_classes, in_channels=in_channels, attention=builder, position=position, stages=stages,
         **architecture,

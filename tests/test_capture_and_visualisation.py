@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from plugattn import attach
 from plugattn.cli import app
-from plugattn.capture import capture
+from plugattn.inspection import capture
 from plugattn.visualisation import (
     channel_group_figure,
     check_images,

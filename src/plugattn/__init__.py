@@ -1,6 +1,6 @@
 """plugattn: plug-and-play channel and spatial attention (Squeeze-and-Excitation, CBAM) for PyTorch.
 
-``import plugattn`` loads the library only (blocks, insertion, models, interop, profiling, capture); the
+``import plugattn`` loads the library only (blocks, insertion, models, interop, profiling, inspection); the
 application — training, data, sweeps, pictures, the CLI — lives in its own modules (``plugattn.training``,
 ``plugattn.visualisation``, …) and needs the extras named in the README."""
 
@@ -24,7 +24,7 @@ from plugattn.insertion import (
 )
 from plugattn.export import export_onnx, script_model
 from plugattn.interop import LoadReport, convert_state_dict, detect_layout, load_pretrained
-from plugattn.capture import AttentionCapture, capture
+from plugattn.inspection import AttentionCapture, capture
 from plugattn.models import create_model, list_models, load_backbone_state_dict, without_attention
 from plugattn.inference import fold_batchnorm, optimize
 from plugattn.fastpath import fast

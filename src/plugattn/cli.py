@@ -124,6 +124,16 @@ def profile(
         Console().print(f"threads: {torch.get_num_threads()}; median of {rounds} interleaved rounds")
 
 
+# Model options shared by `train` and `sweep`.
+MODEL_OPTION = typer.Option("resnet20", help="Zoo name (plugattn.list_models()), torchvision:NAME, timm:NAME or "
+                            "package.module:factory (your own builder).")
+WEIGHTS_OPTION = typer.Option(None, help="Weights to start from (torchvision, timm, plugattn or any layout "
+                              "load_pretrained reads); the classifier is replaced for the data set's classes.")
+WHERE_OPTION = typer.Option("residual", help="Where attention goes: residual, a glob over module names, re:REGEX, "
+                            "or comma-separated names (see plugattn.insertion_points).")
+INIT_OPTION = typer.Option(None, help="identity (blocks start as the exact identity) or paper; default: identity "
+                           "with --weights, paper without.")
+
 # Optimiser and schedule options shared by `train` and `sweep`.
 OPTIMIZER_OPTION = typer.Option("sgd", help="sgd (with momentum) or adamw.")
 MOMENTUM_OPTION = typer.Option(0.9)
@@ -147,13 +157,19 @@ def _train_config(**values: object) -> "TrainConfig":
     values["milestones"] = parse_int_list(values["milestones"], "--milestones") or []
     values["block_options"] = parse_options(values.pop("option") or [])
     values["attention"] = None if values["attention"] in (None, "none") else values["attention"]
+    where = values.get("where")
+    if isinstance(where, str) and "," in where:
+        values["where"] = [name.strip() for name in where.split(",")]
     return TrainConfig(**values)
 
 
 @app.command()
 def train(
-    model: str = typer.Option("resnet20", help="Zoo model name (see `plugattn profile`)."),
+    model: str = MODEL_OPTION,
+    weights: str = WEIGHTS_OPTION,
     attention: str = typer.Option("none", help="none, se, cbam, cbam-channel, … (any registry name)."),
+    where: str = WHERE_OPTION,
+    init: str = INIT_OPTION,
     reduction: int = typer.Option(16, help="Reduction ratio r."),
     position: str = typer.Option("standard", help="standard, pre, post or identity."),
     stages: str = typer.Option(None, help="Stages with attention, e.g. 3,4 (default: all)."),
@@ -192,7 +208,7 @@ def train(
 
     try:
         config = _train_config(
-            model=model, attention=attention, reduction=reduction, position=position, stages=stages, option=option,
+            model=model, weights=weights, where=where, init=init, attention=attention, reduction=reduction, position=position, stages=stages, option=option,
             dataset=dataset, data_dir=data_dir, download=download, train_subset=train_subset, test_subset=test_subset,
             epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, milestones=milestones,
@@ -241,8 +257,10 @@ def evaluate(
 
 @app.command()
 def sweep(
-    grid: list[str] = typer.Argument(..., help="key=v1,v2 … e.g. attention=none,se,cbam reduction=8,16 seeds=0,1,2"),
-    model: str = typer.Option("resnet20"),
+    grid: list[str] = typer.Argument(..., help="key=v1,v2 … e.g. attention=none,se,cbam reduction=8,16 seeds=0,1,2 "
+                                     "where=layer3.*,layer4.* init=identity,paper"),
+    model: str = MODEL_OPTION,
+    weights: str = WEIGHTS_OPTION,
     dataset: str = typer.Option("fashion-mnist"),
     data_dir: str = typer.Option(None),
     epochs: int = typer.Option(10),
@@ -271,7 +289,8 @@ def sweep(
 
     try:
         base = _train_config(
-            model=model, attention=None, stages=None, option=None, dataset=dataset, data_dir=data_dir, epochs=epochs,
+            model=model, weights=weights, attention=None, stages=None, option=None, dataset=dataset, data_dir=data_dir,
+            epochs=epochs,
             batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, milestones=milestones,
             label_smoothing=label_smoothing, train_subset=train_subset, test_subset=test_subset, precision=precision,

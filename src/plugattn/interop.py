@@ -58,6 +58,13 @@ def _senet_pytorch_architecture(state: Mapping[str, Tensor]) -> Architecture:
     return dict(V15_TORCHVISION_STEM)
 
 
+def _plain_architecture(state: Mapping[str, Tensor]) -> Architecture:
+    """Plain names are torchvision's ResNets when the stem is a 7×7 convolution; any other plain network (a
+    plugattn CIFAR net without attention, a user's model) is described by its keys and shapes alone."""
+    stem = state.get("conv1.weight")
+    return dict(V15_TORCHVISION_STEM) if stem is not None and stem.shape[-2:] == (7, 7) else {}
+
+
 def _cadene_architecture(state: Mapping[str, Tensor]) -> Architecture:
     grouped = any(key.endswith("conv2.weight") and value.shape[0] != value.shape[1] for key, value in state.items())
     return {"family": "imagenet", "stride_in_1x1": not grouped, "stem_pool": "ceil"}
@@ -73,7 +80,7 @@ class Layout:
 
 _LAYOUTS: dict[str, Layout] = {
     "plugattn": Layout((), lambda state: {}),
-    "torchvision": Layout((), lambda state: dict(V15_TORCHVISION_STEM)),
+    "torchvision": Layout((), _plain_architecture),
     "cbam-official": Layout(((r"\.cbam\.ChannelGate\.mlp\.", ".attention.channel_gate.mlp."),
                              (r"\.cbam\.SpatialGate\.spatial\.", ".attention.spatial_gate.spatial.")),
                             lambda state: dict(V15_TORCHVISION_STEM)),

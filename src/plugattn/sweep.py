@@ -15,12 +15,14 @@ from typing import Any
 
 import torch
 
-from plugattn.models import create_model
-from plugattn.training import TrainConfig, parse_value, train
+from plugattn.recipe import build_model as build_from_recipe
+from plugattn.training import TrainConfig, parse_value, recipe_of, train
 from plugattn.visualisation import plot_bars
 
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 SEED_KEYS = ("seed", "seeds")
+ATTENTION_FIELDS = ("reduction", "position", "stages", "where", "init")
+"""Config fields that only matter with attention: a run without attention is the same run whatever they are."""
 
 
 def parse_grid(tokens: Sequence[str]) -> dict[str, list[Any]]:
@@ -43,8 +45,8 @@ def expand(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     runs, seen = [], set()
     for values in itertools.product(*grid.values()):
         combo = dict(zip(grid, values))
-        if combo.get("attention") in (None, "none"):
-            combo = {k: v for k, v in combo.items() if k in CONFIG_FIELDS}
+        if combo.get("attention") in (None, "none"):  # one control run: attention options do not apply to it
+            combo = {k: v for k, v in combo.items() if k in CONFIG_FIELDS and k not in ATTENTION_FIELDS}
             combo["attention"] = "none"
         key = json.dumps(combo, sort_keys=True)
         if key not in seen:
@@ -80,8 +82,7 @@ def sweep(base: TrainConfig, grid: Mapping[str, Sequence[Any]], out_dir: str | p
     for config in configs:  # fail on a bad combination before spending time on the good ones
         config.validate()
         with torch.device("meta"):
-            create_model(config.model, attention=config.attention, reduction=config.reduction,
-                         position=config.position, stages=config.stages, **config.block_options)
+            build_from_recipe(recipe_of(config), num_classes=2, in_channels=3, load_weights=False)
     rows = []
     for index, (combo, config) in enumerate(zip(combos, configs), start=1):
         run_dir = pathlib.Path(config.out_dir)

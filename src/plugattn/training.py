@@ -31,15 +31,18 @@ from plugattn.checkpoint import (
     save_checkpoint,
     split_prefix,
 )
+from plugattn.blocks import INITS
 from plugattn.data import BatchTransform, DataBundle, DataError, load_data
 from plugattn.extras import require
-from plugattn.models import create_model
 from plugattn.profiling import count_macs, count_parameters
+from plugattn.recipe import ModelRecipe
+from plugattn.recipe import build_model as build_from_recipe
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("fp32", "bf16", "fp16")
-ARCHITECTURE_FIELDS = ("model", "attention", "reduction", "position", "stages", "block_options", "dataset")
+ARCHITECTURE_FIELDS = ("model", "attention", "reduction", "position", "stages", "where", "init", "block_options",
+                       "dataset")
 """Config fields a checkpoint must agree on to be resumed or evaluated (hyper-parameters may change)."""
 
 
@@ -48,10 +51,13 @@ class TrainConfig:
     """Everything a training run depends on; stored in every checkpoint."""
 
     model: str = "resnet20"
+    weights: str | None = None
     attention: str | None = None
     reduction: int = 16
     position: str = "standard"
     stages: list[int] | None = None
+    where: str | list[str] = "residual"
+    init: str | None = None
     block_options: dict[str, Any] = field(default_factory=dict)
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
@@ -95,6 +101,9 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.init not in (None, *INITS):
+            raise ValueError(f"init must be one of {list(INITS)} (or unset: identity with weights, paper without); "
+                             f"got {self.init!r}")
 
     def architecture(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
@@ -136,11 +145,18 @@ def _barrier(runtime: Runtime) -> None:
 
 # ---------------------------------------------------------------- building blocks
 
-def build_model(config: TrainConfig, data: DataBundle) -> nn.Module:
-    return create_model(
-        config.model, num_classes=data.num_classes, attention=config.attention, reduction=config.reduction,
-        position=config.position, stages=config.stages, in_channels=data.in_channels, **config.block_options,
-    )
+def recipe_of(config: TrainConfig) -> ModelRecipe:
+    """The model part of a run's config."""
+    return ModelRecipe(model=config.model, weights=config.weights, attention=config.attention,
+                       reduction=config.reduction, position=config.position, stages=config.stages, where=config.where,
+                       init=config.init, block_options=dict(config.block_options))
+
+
+def build_model(config: TrainConfig, data: DataBundle, *, load_weights: bool = True) -> tuple[nn.Module, list[str]]:
+    """The run's model for ``data`` (classifier and input channels fitted) and what was done to build it;
+    ``load_weights=False`` when a checkpoint will fill it."""
+    return build_from_recipe(recipe_of(config), num_classes=data.num_classes, in_channels=data.in_channels,
+                             load_weights=load_weights)
 
 
 def _subset(dataset: torch.utils.data.Dataset, size: int | None, name: str) -> torch.utils.data.Dataset:
@@ -280,7 +296,11 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
     test_loader = DataLoader(test_set, 256, shuffle=False, num_workers=config.workers)
     transform = BatchTransform(data.mean, data.std, data.crop_padding)
 
-    model = build_model(config, data).to(runtime.device)
+    model, notes = build_model(config, data, load_weights=resume is None)
+    model = model.to(runtime.device)
+    if runtime.is_main and config.progress:
+        for note in notes:
+            print(f"model: {note}", flush=True)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(config, model)
@@ -348,7 +368,7 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
             "config": dataclasses.asdict(config), "classes": list(data.classes), **final,
             "best_top1": best, "params": count_parameters(model), "macs": count_macs(model.eval(), sample),
             "train_seconds": sum(r["epoch_seconds"] for r in history), "wall_seconds": time.perf_counter() - started,
-            "world_size": runtime.world_size, "epochs": config.epochs,
+            "world_size": runtime.world_size, "epochs": config.epochs, "model_notes": notes,
         }
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         from plugattn.visualisation import plot_confusion
@@ -414,7 +434,7 @@ def load_trained(path: str | os.PathLike, *, dataset: str | None = None, data_di
     tensors, meta = load_checkpoint(path)
     config = config_from_checkpoint(meta)
     data = load_data(dataset or config.dataset, data_dir or config.data_dir, progress=False)
-    model = build_model(config, data)
+    model, _ = build_model(config, data, load_weights=False)
     try:
         model.load_state_dict(split_prefix(tensors, "model"))
     except RuntimeError as error:

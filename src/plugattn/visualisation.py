@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from plugattn.blocks import is_attention_block
-from plugattn.capture import capture, check_classes, excitation_statistics, gated_blocks, last_block_per_stage, gate_modules
+from plugattn.inspection import capture, check_classes, excitation_statistics, gated_blocks, last_block_per_stage, gate_modules
 from plugattn.data import BatchTransform, DataBundle
 from plugattn.extras import require
 from plugattn.insertion import residual_spec

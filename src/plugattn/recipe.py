@@ -1,0 +1,252 @@
+"""Any network, from its recipe: a zoo name, ``torchvision:NAME``, ``timm:NAME`` or ``package.module:factory``,
+optional weights, a classifier for the data set's classes, and attention inserted anywhere.
+
+The order is always: build the network as published → load the weights (strict: the file must be that
+network; only attention parameters it does not have may be missing) → adapt the input channels → replace
+the classifier for ``num_classes`` → insert attention (``init="identity"`` by default when weights were
+loaded, so the network computes at first exactly what it computed before). A recipe is plain data: a
+checkpoint that stores it can rebuild the same model without the weights file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from plugattn.interop import convert_state_dict, load_pretrained, read_state_dict
+from plugattn.insertion import attach
+from plugattn.models import create_model, list_models, model_entry
+from plugattn.models.zoo import resolve_model_name
+
+PREFIXES = ("torchvision:", "timm:")
+
+
+@dataclass
+class ModelRecipe:
+    """What model to build: ``model`` (zoo name, ``torchvision:NAME``, ``timm:NAME`` or ``module:factory``),
+    ``weights`` (a file ``load_pretrained`` reads), and the attention to insert (``attention`` None: none)
+    with :func:`plugattn.attach`'s options. ``init`` None means ``identity`` with weights, ``paper`` without."""
+
+    model: str = "resnet20"
+    weights: str | None = None
+    attention: str | None = None
+    reduction: int = 16
+    position: str = "standard"
+    stages: list[int] | None = None
+    where: str | list[str] = "residual"
+    init: str | None = None
+    block_options: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_init(self) -> str:
+        return self.init or ("identity" if self.weights else "paper")
+
+
+# ---------------------------------------------------------------- the network as published
+
+
+def _zoo_or_error(name: str) -> tuple[str, str | None]:
+    try:
+        return resolve_model_name(name)
+    except ValueError:
+        raise ValueError(
+            f"model {name!r} is not a zoo name ({', '.join(list_models()[:6])}, … see plugattn.list_models()), nor "
+            "'torchvision:NAME', 'timm:NAME' or 'package.module:factory'"
+        ) from None
+
+
+def _torchvision(name: str) -> nn.Module:
+    import torchvision
+
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        close = difflib.get_close_matches(name, available, n=5)
+        raise ValueError(f"torchvision has no classification model {name!r}" + (f"; close matches: {close}" if close else
+                         f"; it has {len(available)}, e.g. {available[:6]}"))
+    return torchvision.models.get_model(name, weights=None)
+
+
+def _timm(name: str) -> nn.Module:
+    from plugattn.extras import require
+
+    timm = require("timm", "timm")
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
+        raise ValueError(f"timm has no model {name!r}" + (f"; close matches: {close}" if close else ""))
+    return timm.create_model(name, pretrained=False)
+
+
+def _factory(spec: str) -> nn.Module:
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"model {spec!r}: cannot import module {module_name!r} ({error})") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ValueError(f"model {spec!r}: module {module_name!r} has no callable {attribute!r}")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model {spec!r}: the factory must return an nn.Module, got {type(model).__name__}")
+    return model
+
+
+def published_network(spec: str, *, in_channels: int = 3) -> nn.Module:
+    """The plain network ``spec`` names, with its default classifier and random weights."""
+    if not isinstance(spec, str) or not spec:
+        raise TypeError(f"model must be a non-empty str, got {spec!r}")
+    if spec.startswith("torchvision:"):
+        return _torchvision(spec.removeprefix("torchvision:"))
+    if spec.startswith("timm:"):
+        return _timm(spec.removeprefix("timm:"))
+    if ":" in spec:
+        return _factory(spec)
+    base, _ = _zoo_or_error(spec)
+    return create_model(base, in_channels=in_channels)
+
+
+# ---------------------------------------------------------------- classifier and input adaptation
+
+
+def classifier_of(model: nn.Module) -> tuple[str, nn.Module]:
+    """The name and module of ``model``'s final classifier: ``get_classifier()`` (timm, the zoo), else the
+    ``fc``, ``classifier`` or ``head`` Linear (the last Linear of a ``classifier`` Sequential), else the last
+    Linear of the network."""
+    names = {id(module): name for name, module in model.named_modules()}
+    if callable(getattr(model, "get_classifier", None)):
+        module = model.get_classifier()
+        if id(module) in names:
+            return names[id(module)], module
+    for attribute in ("fc", "classifier", "head"):
+        module = getattr(model, attribute, None)
+        if isinstance(module, nn.Sequential):
+            linears = [(f"{attribute}.{n}", m) for n, m in module.named_children() if isinstance(m, nn.Linear)]
+            if linears:
+                return linears[-1]
+        if isinstance(module, nn.Linear):
+            return attribute, module
+    linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if linears:  # a user's network: its last Linear
+        return linears[-1]
+    raise ValueError(f"cannot find the classifier of {type(model).__name__} (no get_classifier(), no fc, classifier "
+                     "or head, no Linear at all): build it with the right number of classes in your factory")
+
+
+def set_classes(model: nn.Module, num_classes: int) -> str | None:
+    """Replace the classifier for ``num_classes`` outputs; returns its name, or None when it already fits."""
+    name, module = classifier_of(model)
+    if getattr(module, "out_features", None) == num_classes:
+        return None
+    if callable(getattr(model, "reset_classifier", None)):
+        model.reset_classifier(num_classes)
+        return name
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name)
+    replacement = nn.Linear(module.in_features, num_classes, device=module.weight.device, dtype=module.weight.dtype)
+    setattr(parent, child, replacement)
+    return name
+
+
+def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
+    return next((name, module) for name, module in model.named_modules() if isinstance(module, nn.Conv2d))
+
+
+def set_input_channels(model: nn.Module, in_channels: int) -> str | None:
+    """Give the first convolution ``in_channels`` inputs, keeping what its weights respond to (as timm's
+    ``adapt_input_conv``: summed over RGB for one channel, repeated and rescaled otherwise); returns its name,
+    or None when it already fits."""
+    name, conv = first_conv(model)
+    if conv.in_channels == in_channels:
+        return None
+    replacement = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                            conv.groups, conv.bias is not None, conv.padding_mode,
+                            device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        weight = conv.weight
+        if in_channels == 1:
+            replacement.weight.copy_(weight.sum(1, keepdim=True))
+        else:
+            repeats = -(-in_channels // weight.shape[1])
+            replacement.weight.copy_(weight.repeat(1, repeats, 1, 1)[:, :in_channels] * (weight.shape[1] / in_channels))
+        if conv.bias is not None:
+            replacement.bias.copy_(conv.bias)
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, replacement)
+    return name
+
+
+def _match_file_classifier(model: nn.Module, weights: str) -> None:
+    """Give the model's classifier the class count of the classifier in ``weights`` (so the file loads whole)."""
+    name, module = classifier_of(model)
+    state, _ = convert_state_dict(read_state_dict(weights))
+    stored = state.get(f"{name}.weight")
+    if stored is not None and stored.dim() == 2 and stored.shape[0] != getattr(module, "out_features", None):
+        set_classes(model, stored.shape[0])
+
+
+# ---------------------------------------------------------------- the recipe
+
+
+def build_model(recipe: ModelRecipe, *, num_classes: int, in_channels: int = 3, load_weights: bool = True
+                ) -> tuple[nn.Module, list[str]]:
+    """The model ``recipe`` describes for ``num_classes`` classes and ``in_channels`` input channels, and notes
+    on what was done (weights loaded, what they lacked, classifier and input replaced, attention inserted and
+    how it starts). ``load_weights=False`` skips reading the weights file (a checkpoint will fill the model)."""
+    notes: list[str] = []
+    zoo = ":" not in recipe.model
+    attention = recipe.attention
+    if zoo:
+        base, prefix = _zoo_or_error(recipe.model)
+        if prefix is not None and attention not in (None, prefix):
+            raise ValueError(f"model {recipe.model!r} already selects attention {prefix!r}; got attention={attention!r}")
+        attention = attention or prefix
+        native = attention is not None and recipe.where == "residual"  # the zoo places (and initialises) its blocks
+        model = create_model(base, in_channels=3 if recipe.weights else in_channels,
+                             num_classes=model_entry(base).default_classes if recipe.weights else num_classes,
+                             **_zoo_attention(recipe, attention) if native else {})
+        if native:
+            notes.append(_attention_note(recipe, attention))
+            attention = None
+    else:
+        model = published_network(recipe.model)
+    if recipe.weights and load_weights:
+        _match_file_classifier(model, recipe.weights)
+        report = load_pretrained(model, recipe.weights)
+        notes.append(f"weights: {recipe.weights} (layout {report.layout!r}), {len(report.loaded)} tensors loaded")
+    replaced = set_input_channels(model, in_channels)
+    if replaced:
+        notes.append(f"input: {replaced} adapted to {in_channels} channel(s)")
+    replaced = set_classes(model, num_classes)
+    if replaced:
+        notes.append(f"classifier: {replaced} replaced for {num_classes} classes (newly initialised)")
+    if attention is not None:
+        init = recipe.resolved_init()
+        attach(model, attention, recipe.where, stages=recipe.stages, position=recipe.position,
+               reduction=recipe.reduction, init=init, example_input=_example(model, in_channels),
+               **recipe.block_options)
+        notes.append(_attention_note(recipe, attention))
+    return model, notes
+
+
+def _zoo_attention(recipe: ModelRecipe, attention: str) -> dict[str, Any]:
+    return dict(attention=attention, reduction=recipe.reduction, position=recipe.position, stages=recipe.stages,
+                init=recipe.resolved_init(), **recipe.block_options)
+
+
+def _attention_note(recipe: ModelRecipe, attention: str) -> str:
+    init = recipe.resolved_init()
+    how = "as the exact identity (init='identity')" if init == "identity" else "as the papers build it (init='paper')"
+    return f"attention: {attention} at {recipe.where!r} (position {recipe.position}), starting {how}"
+
+
+def _example(model: nn.Module, in_channels: int) -> torch.Tensor | None:
+    """A sample batch for the dry run that measures channels of layers that do not declare them."""
+    reference = next(model.parameters(), None)
+    if reference is None:
+        return None
+    return torch.zeros(2, in_channels, 64, 64, device=reference.device, dtype=reference.dtype)
+

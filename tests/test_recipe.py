@@ -108,10 +108,13 @@ def _cli(*args):
 
 
 def test_cli_fine_tunes_a_torchvision_network_then_resumes_evaluates_draws_and_exports(image_folder, tmp_path):
+    """The whole workflow: pretrained torchvision ResNet-18, CBAM in stages 3-4, a streamed image folder with
+    ImageNet-style augmentation at 64 px; then resume, eval, viz and export from the checkpoint alone."""
     weights = _pretrained_file(torchvision.models.resnet18(), tmp_path / "resnet18.pth")
     out = tmp_path / "run"
     common = ["train", "--model", "torchvision:resnet18", "--weights", weights, "--attention", "cbam", "--where",
-              "residual", "--stages", "3,4", "--dataset", f"imagefolder:{image_folder}", "--batch-size", "16",
+              "residual", "--stages", "3,4", "--dataset", f"imagefolder:{image_folder}", "--augment", "imagenet",
+              "--image-size", "64", "--batch-size", "16",
               "--lr", "0.01", "--no-progress", "--out", str(out)]
     first = _cli(*common, "--epochs", "1")
     assert first.returncode == 0, first.stderr[-3000:]

@@ -134,6 +134,10 @@ WHERE_OPTION = typer.Option("residual", help="Where attention goes: residual, a 
 INIT_OPTION = typer.Option(None, help="identity (blocks start as the exact identity) or paper; default: identity "
                            "with --weights, paper without.")
 
+AUGMENT_OPTION = typer.Option("cifar", help="cifar (pad-crop + flip), imagenet (RandomResizedCrop + flip; Resize + "
+                             "CenterCrop to evaluate; streams the folder) or none.")
+IMAGE_SIZE_OPTION = typer.Option(None, help="Square input size for imagefolder data (shorter side resized, then cropped).")
+
 # Optimiser and schedule options shared by `train` and `sweep`.
 OPTIMIZER_OPTION = typer.Option("sgd", help="sgd (with momentum) or adamw.")
 MOMENTUM_OPTION = typer.Option(0.9)
@@ -176,6 +180,8 @@ def train(
     option: list[str] = typer.Option(None, "--option", "-o", help="Block option key=value (repeatable), e.g. kernel_size=3, pool_types=avg+max."),
     dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, cifar10, cifar100 or imagefolder:PATH."),
     data_dir: str = typer.Option(None, help="Folder holding the data set's files."),
+    augment: str = AUGMENT_OPTION,
+    image_size: int = IMAGE_SIZE_OPTION,
     download: bool = typer.Option(False, help="Download CIFAR when missing (never by default)."),
     train_subset: int = typer.Option(None, help="Train on this many images (a fixed random subset)."),
     test_subset: int = typer.Option(None, help="Evaluate on this many test images."),
@@ -209,7 +215,7 @@ def train(
     try:
         config = _train_config(
             model=model, weights=weights, where=where, init=init, attention=attention, reduction=reduction, position=position, stages=stages, option=option,
-            dataset=dataset, data_dir=data_dir, download=download, train_subset=train_subset, test_subset=test_subset,
+            dataset=dataset, data_dir=data_dir, augment=augment, image_size=image_size, download=download, train_subset=train_subset, test_subset=test_subset,
             epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, milestones=milestones,
             label_smoothing=label_smoothing, precision=precision, compile=compile, channels_last=channels_last,
@@ -263,6 +269,8 @@ def sweep(
     weights: str = WEIGHTS_OPTION,
     dataset: str = typer.Option("fashion-mnist"),
     data_dir: str = typer.Option(None),
+    augment: str = AUGMENT_OPTION,
+    image_size: int = IMAGE_SIZE_OPTION,
     epochs: int = typer.Option(10),
     batch_size: int = typer.Option(128),
     lr: float = typer.Option(0.1),
@@ -290,7 +298,7 @@ def sweep(
     try:
         base = _train_config(
             model=model, weights=weights, attention=None, stages=None, option=None, dataset=dataset, data_dir=data_dir,
-            epochs=epochs,
+            augment=augment, image_size=image_size, epochs=epochs,
             batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, milestones=milestones,
             label_smoothing=label_smoothing, train_subset=train_subset, test_subset=test_subset, precision=precision,

@@ -7,10 +7,12 @@ a resumed run sees exactly the batches the uninterrupted one would have seen.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
 import pathlib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -65,6 +67,22 @@ class DataBundle:
     std: tuple[float, ...]
     image_size: tuple[int, int]
     crop_padding: int
+    batch_flip: bool = True
+    """Whether training batches get a random horizontal flip in :class:`BatchTransform` (streamed sets with
+    ImageNet-style augmentation flip per image instead)."""
+
+    def transform(self) -> "BatchTransform":
+        """The batch transform for this data set's training and evaluation batches."""
+        return BatchTransform(self.mean, self.std, self.crop_padding, flip=self.batch_flip)
+
+    def test_batch(self, count: int) -> tuple[Tensor, Tensor]:
+        """The first ``count`` test images (uint8) and labels, from any kind of data set."""
+        test = self.test
+        if isinstance(test, TensorImages):
+            return test.images[:count], test.labels[:count]
+        pairs = [test[index] for index in range(min(count, len(test)))]
+        pairs = [pair for pair in pairs if pair is not None]
+        return torch.stack([image for image, _ in pairs]), torch.tensor([label for _, label in pairs])
 
     @property
     def num_classes(self) -> int:
@@ -142,8 +160,8 @@ def load_cifar(name: str, data_dir: str | os.PathLike | None, download: bool = F
     return DataBundle(name, splits[0], splits[1], tuple(train.classes), mean, std, (32, 32), 4)
 
 
-def _image_folder_cache(root: pathlib.Path) -> pathlib.Path:
-    stamp = hashlib.sha256()
+def _image_folder_cache(root: pathlib.Path, variant: str) -> pathlib.Path:
+    stamp = hashlib.sha256(variant.encode())
     for path in sorted(root.rglob("*")):
         if path.is_file():
             stamp.update(f"{path.relative_to(root)}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode())
@@ -151,35 +169,185 @@ def _image_folder_cache(root: pathlib.Path) -> pathlib.Path:
     return cache_root / f"imagefolder-{stamp.hexdigest()[:16]}.safetensors"
 
 
-def _decode_folder(split_dir: pathlib.Path, classes: Sequence[str], image_size: tuple[int, int] | None,
-                   progress: bool) -> tuple[Tensor, Tensor]:
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.v2.functional import pil_to_tensor, resize
-    tqdm = require("tqdm", "train").tqdm
+AUGMENTATIONS = ("cifar", "imagenet", "none")
+"""cifar: pad-4 random crop and flip on whole batches; imagenet: RandomResizedCrop + flip per image in
+training, Resize + CenterCrop (crop 0.875) for evaluation; none: no augmentation."""
+CACHE_LIMIT = 60_000
+"""Image folders with at most this many training images (and ``--augment`` cifar or none) are decoded once
+into memory (and cached on disk); larger ones, and every ``--augment imagenet`` run, stream from disk."""
+STATISTICS_SAMPLE = 512
+"""Images (an evenly spread sample of the training split) behind a streamed folder's normalisation statistics."""
 
-    files = [(path, label) for label, cls in enumerate(classes) for path in sorted((split_dir / cls).iterdir())
-             if path.is_file()]
-    if not files:
-        raise DataError(f"{split_dir} holds no image files under its class folders {list(classes)}")
-    images, labels = [], []
-    for path, label in tqdm(files, desc=f"decoding {split_dir.name}", unit="img", disable=not progress, leave=False):
+
+def _class_folders(split_dir: pathlib.Path, classes: Sequence[str]) -> list[tuple[pathlib.Path, int]]:
+    """Every image file of ``split_dir/<class>/`` (torchvision's image extensions), with its label; an empty
+    class folder is an error naming it."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    files = []
+    for label, name in enumerate(classes):
+        folder = split_dir / name
+        found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS) \
+            if folder.is_dir() else []
+        if not found:
+            raise DataError(f"class folder {folder} holds no image files ({', '.join(IMG_EXTENSIONS)})")
+        files += [(path, label) for path in found]
+    return files
+
+
+def _open(path: pathlib.Path, mode: str) -> Tensor:
+    """The image file decoded as uint8 (C, H, W) in ``mode`` (``RGB`` or ``L``); DataError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    try:
+        with Image.open(path) as handle:
+            return pil_to_tensor(handle.convert(mode))
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DataError(f"cannot decode image file {path}: {error}") from error
+
+
+def _image_mode(files: Sequence[tuple[pathlib.Path, int]]) -> str:
+    """``L`` when the first images are all grey, else ``RGB``."""
+    from PIL import Image
+
+    for path, _ in files[:8]:
         try:
             with Image.open(path) as handle:
-                image = pil_to_tensor(handle.convert("RGB"))
-        except (OSError, UnidentifiedImageError, ValueError) as error:
-            raise DataError(f"cannot decode image file {path}: {error}") from error
-        if image_size is None:
-            image_size = tuple(image.shape[1:])
-        if tuple(image.shape[1:]) != image_size:
-            image = resize(image, list(image_size), antialias=True)
+                if handle.mode not in ("L", "1", "I;16", "I"):
+                    return "RGB"
+        except OSError:
+            continue
+    return "L"
+
+
+def _fit(image: Tensor, image_size: int | None) -> Tensor:
+    """Shorter side to ``image_size``, then the centre square: no aspect-ratio distortion."""
+    from torchvision.transforms.v2.functional import center_crop, resize
+
+    if image_size is None:
+        return image
+    return center_crop(resize(image, [image_size], antialias=True), [image_size, image_size])
+
+
+def _decode_folder(files: Sequence[tuple[pathlib.Path, int]], mode: str, image_size: int | None,
+                   progress: bool, split: str) -> tuple[Tensor, Tensor]:
+    tqdm = require("tqdm", "train").tqdm
+
+    images, labels, sizes = [], [], {}
+    for path, label in tqdm(files, desc=f"decoding {split}", unit="img", disable=not progress, leave=False):
+        image = _fit(_open(path, mode), image_size)
+        sizes.setdefault(tuple(image.shape[1:]), path)
+        if len(sizes) > 1:
+            (first, first_path), (other, other_path) = list(sizes.items())[:2]
+            raise DataError(f"images differ in size ({first_path}: {first[0]}×{first[1]}, {other_path}: "
+                            f"{other[0]}×{other[1]}); pass --image-size to resize them (shorter side, then centre crop)")
         images.append(image)
         labels.append(label)
     return torch.stack(images), torch.tensor(labels)
 
 
-def load_image_folder(path: str | os.PathLike, *, progress: bool = True) -> DataBundle:
-    """A class-per-folder tree: ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (``val`` also accepted).
-    Images are decoded once into memory (and cached on disk) and resized to the first image's size."""
+class EpochTaggedSampler(torch.utils.data.Sampler):
+    """Yields ``epoch · N + index`` for each index of ``sampler`` (N the data set's size), so that a streamed
+    data set draws each image's augmentation from a seed of (epoch, index): the same in every worker layout
+    and after a resume."""
+
+    def __init__(self, sampler: torch.utils.data.DistributedSampler, size: int) -> None:
+        self.sampler, self.size, self.epoch = sampler, size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return (self.epoch * self.size + index for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class FolderImages(Dataset):
+    """Images streamed from disk: each item decoded, transformed to ``image_size`` (``train``: the augmentation's
+    random part, seeded per (epoch, index) as :class:`EpochTaggedSampler` tags it; else Resize + CenterCrop)
+    and returned as uint8 (C, S, S). An undecodable file gives None (the loader's :func:`collate_skipping`
+    drops it and counts it) and is reported once on stderr, by path."""
+
+    def __init__(self, files: Sequence[tuple[pathlib.Path, int]], mode: str, image_size: int, augment: str,
+                 train: bool, seed: int = 0) -> None:
+        self.files, self.mode, self.image_size = list(files), mode, image_size
+        self.augment, self.train, self.seed = augment, train, seed
+        self.labels = torch.tensor([label for _, label in self.files])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _transform(self, image: Tensor) -> Tensor:
+        from torchvision.transforms import v2
+
+        size = self.image_size
+        if self.train and self.augment == "imagenet":
+            return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])(image)
+        if self.augment == "imagenet":
+            return v2.Compose([v2.Resize(int(round(size / 0.875)), antialias=True), v2.CenterCrop(size)])(image)
+        return _fit(image, size)
+
+    def __getitem__(self, tagged: int) -> tuple[Tensor, int] | None:
+        index = tagged % len(self.files)
+        path, label = self.files[index]
+        try:
+            image = _open(path, self.mode)
+        except DataError as error:
+            print(f"plugattn: skipped {error}", file=sys.stderr, flush=True)
+            return None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + tagged)
+            return self._transform(image), label
+
+
+class SkippingBatch(tuple):
+    """A collated (images, labels) batch that also says how many undecodable images it left out."""
+
+    skipped = 0
+
+
+def collate_skipping(items: Sequence[tuple[Tensor, int] | None]) -> SkippingBatch:
+    """Collate the decodable items; the rest are counted in ``batch.skipped``."""
+    kept = [item for item in items if item is not None]
+    if not kept:
+        batch = SkippingBatch((torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long)))
+    else:
+        batch = SkippingBatch((torch.stack([image for image, _ in kept]), torch.tensor([label for _, label in kept])))
+    batch.skipped = len(items) - len(kept)
+    return batch
+
+
+def _statistics(files: Sequence[tuple[pathlib.Path, int]], mode: str, image_size: int) -> tuple[tuple[float, ...], ...]:
+    step = max(1, len(files) // STATISTICS_SAMPLE)
+    sample = []
+    for path, _ in files[::step][:STATISTICS_SAMPLE]:
+        try:
+            sample.append(_fit(_open(path, mode), image_size).float().div_(255))
+        except DataError:
+            continue  # reported when training meets it
+    if not sample:
+        raise DataError(f"none of the {len(files[::step][:STATISTICS_SAMPLE])} sampled training images could be decoded "
+                        f"(first: {files[0][0]})")
+    stacked = torch.stack(sample)
+    return tuple(stacked.mean((0, 2, 3)).tolist()), tuple(stacked.std((0, 2, 3)).tolist())
+
+
+def load_image_folder(path: str | os.PathLike, *, image_size: int | None = None, augment: str = "cifar",
+                      progress: bool = True, seed: int = 0) -> DataBundle:
+    """A class-per-folder tree: ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (``val`` also accepted),
+    grey or RGB. Small folders (≤ :data:`CACHE_LIMIT` training images, ``augment`` cifar or none) are decoded once
+    into memory and cached on disk; their images must share one size unless ``image_size`` is given (shorter
+    side resized, then centre-cropped), and an undecodable file is an error naming it. Larger folders and
+    ``augment="imagenet"`` stream from disk through DataLoader workers (``image_size`` required; undecodable
+    files are skipped, reported by path and counted in the run log)."""
+    if augment not in AUGMENTATIONS:
+        raise DataError(f"augment must be one of {list(AUGMENTATIONS)}; got {augment!r}")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
+        raise DataError(f"image_size must be a positive int (pixels of the square input), got {image_size!r}")
     root = pathlib.Path(path)
     if not root.is_dir():
         raise DataError(f"imagefolder path {root} is not a directory")
@@ -190,14 +358,28 @@ def load_image_folder(path: str | os.PathLike, *, progress: bool = True) -> Data
     classes = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
     if len(classes) < 2:
         raise DataError(f"imagefolder {root / 'train'} must hold at least 2 class folders, found {list(classes)}")
-    cache = _image_folder_cache(root)
+    train_files = _class_folders(root / "train", classes)
+    test_files = _class_folders(root / test_name, classes)
+    mode = _image_mode(train_files)
+    if augment == "imagenet" or len(train_files) > CACHE_LIMIT:
+        if image_size is None:
+            raise DataError(f"imagefolder {root} streams from disk ({len(train_files)} training images, augment "
+                            f"{augment!r}): pass --image-size (e.g. 224)")
+        mean, std = _statistics(train_files, mode, image_size)
+        return DataBundle(f"imagefolder:{root}", FolderImages(train_files, mode, image_size, augment, True, seed),
+                          FolderImages(test_files, mode, image_size, augment, False, seed), classes, mean, std,
+                          (image_size, image_size), 4 if augment == "cifar" else 0, batch_flip=augment == "cifar")
+    cache = _image_folder_cache(root, f"{mode}-{image_size}")
     if cache.exists():
         from safetensors.torch import load_file
 
         tensors = load_file(str(cache))
     else:
-        train_x, train_y = _decode_folder(root / "train", classes, None, progress)
-        test_x, test_y = _decode_folder(root / test_name, classes, tuple(train_x.shape[2:]), progress)
+        train_x, train_y = _decode_folder(train_files, mode, image_size, progress, "train")
+        test_x, test_y = _decode_folder(test_files, mode, image_size, progress, test_name)
+        if train_x.shape[1:] != test_x.shape[1:]:
+            raise DataError(f"{root / test_name} images are {tuple(test_x.shape[2:])}, the training images "
+                            f"{tuple(train_x.shape[2:])}; pass --image-size to bring both to one size")
         tensors = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
         from plugattn.checkpoint import atomic_save_tensors
 
@@ -207,30 +389,38 @@ def load_image_folder(path: str | os.PathLike, *, progress: bool = True) -> Data
     mean = tuple(scaled.mean((0, 2, 3)).tolist())
     std = tuple(scaled.std((0, 2, 3)).tolist())
     size = tuple(train.images.shape[2:])
+    cifar = augment == "cifar"
     return DataBundle(f"imagefolder:{root}", train, TensorImages(tensors["test_x"], tensors["test_y"]), classes,
-                      mean, std, size, max(1, size[0] // 8))
+                      mean, std, size, max(1, size[0] // 8) if cifar else 0, batch_flip=cifar)
 
 
 def load_data(dataset: str, data_dir: str | os.PathLike | None = None, *, download: bool = False,
-              progress: bool = True) -> DataBundle:
-    """Load ``dataset``: ``fashion-mnist``, ``cifar10``, ``cifar100`` or ``imagefolder:PATH``."""
-    if dataset == "fashion-mnist":
-        return load_fashion_mnist(data_dir)
-    if dataset in _CIFAR:
-        return load_cifar(dataset, data_dir, download)
+              progress: bool = True, image_size: int | None = None, augment: str = "cifar", seed: int = 0) -> DataBundle:
+    """Load ``dataset``: ``fashion-mnist``, ``cifar10``, ``cifar100`` or ``imagefolder:PATH`` (``image_size``
+    and ``augment``: see :func:`load_image_folder`; the built-in sets take ``augment`` cifar or none)."""
     if dataset.startswith("imagefolder:"):
-        return load_image_folder(dataset.partition(":")[2], progress=progress)
-    raise DataError(f"dataset must be one of {', '.join(DATASETS)}; got {dataset!r}")
+        return load_image_folder(dataset.partition(":")[2], image_size=image_size, augment=augment,
+                                 progress=progress, seed=seed)
+    if dataset not in ("fashion-mnist", *_CIFAR):
+        raise DataError(f"dataset must be one of {', '.join(DATASETS)}; got {dataset!r}")
+    if augment not in ("cifar", "none") or image_size is not None:
+        raise DataError(f"{dataset} takes augment cifar or none at its own size; --augment imagenet and --image-size "
+                        f"are for imagefolder:PATH data sets (got augment {augment!r}, image_size {image_size!r})")
+    bundle = load_fashion_mnist(data_dir) if dataset == "fashion-mnist" else load_cifar(dataset, data_dir, download)
+    if augment == "none":
+        bundle = dataclasses.replace(bundle, crop_padding=0, batch_flip=False)
+    return bundle
 
 
 class BatchTransform:
-    """uint8 batch -> normalised float batch; in training, a random crop (zero padding ``padding``) and a
-    random horizontal flip per image, drawn from ``generator``."""
+    """uint8 batch -> normalised float batch; in training, a random crop (zero padding ``padding``) and (with
+    ``flip``) a random horizontal flip per image, drawn from ``generator``."""
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], padding: int = 0) -> None:
+    def __init__(self, mean: Sequence[float], std: Sequence[float], padding: int = 0, *, flip: bool = True) -> None:
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self.padding = padding
+        self.flip = flip
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         x = images.float().div_(255)
@@ -245,6 +435,8 @@ class BatchTransform:
             top = torch.randint(0, 2 * p + 1, (n,), generator=generator)
             left = torch.randint(0, 2 * p + 1, (n,), generator=generator)
             x = _crop(F.pad(x, (p, p, p, p)), top, left, h, w)
+        if not self.flip:
+            return x
         flip = torch.rand(n, generator=generator) < 0.5
         return torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
 

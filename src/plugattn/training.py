@@ -32,7 +32,15 @@ from plugattn.checkpoint import (
     split_prefix,
 )
 from plugattn.blocks import INITS
-from plugattn.data import BatchTransform, DataBundle, DataError, load_data
+from plugattn.data import (
+    AUGMENTATIONS,
+    BatchTransform,
+    DataBundle,
+    DataError,
+    EpochTaggedSampler,
+    collate_skipping,
+    load_data,
+)
 from plugattn.extras import require
 from plugattn.profiling import count_macs, count_parameters
 from plugattn.recipe import ModelRecipe
@@ -42,7 +50,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("fp32", "bf16", "fp16")
 ARCHITECTURE_FIELDS = ("model", "attention", "reduction", "position", "stages", "where", "init", "block_options",
-                       "dataset")
+                       "dataset", "image_size")
 """Config fields a checkpoint must agree on to be resumed or evaluated (hyper-parameters may change)."""
 
 
@@ -61,6 +69,8 @@ class TrainConfig:
     block_options: dict[str, Any] = field(default_factory=dict)
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
+    image_size: int | None = None
+    augment: str = "cifar"
     download: bool = False
     train_subset: int | None = None
     test_subset: int | None = None
@@ -101,6 +111,11 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {list(AUGMENTATIONS)}; got {self.augment!r}")
+        if self.image_size is not None and (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
+                                            or self.image_size < 1):
+            raise ValueError(f"image_size must be a positive int, got {self.image_size!r}")
         if self.init not in (None, *INITS):
             raise ValueError(f"init must be one of {list(INITS)} (or unset: identity with weights, paper without); "
                              f"got {self.init!r}")
@@ -209,6 +224,8 @@ def evaluate_model(model: nn.Module, loader: DataLoader, transform: BatchTransfo
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     loss_sum, top5_hits, seen = 0.0, 0, 0
     for images, labels in loader:
+        if not len(labels):
+            continue
         x = transform(images.to(device)).contiguous(memory_format=memory_format)
         labels = labels.to(device)
         with autocast or torch.autocast(device.type, enabled=False):
@@ -283,18 +300,20 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
     runtime = setup_runtime(config.device)
     out_dir = pathlib.Path(config.out_dir)
     torch.manual_seed(config.seed)
-    data = load_data(config.dataset, config.data_dir, download=config.download, progress=config.progress and runtime.is_main)
+    data = load_data(config.dataset, config.data_dir, download=config.download, progress=config.progress and runtime.is_main,
+                     image_size=config.image_size, augment=config.augment, seed=config.seed)
     train_set = _subset(data.train, config.train_subset, "train_subset")
     test_set = _subset(data.test, config.test_subset, "test_subset")
     per_rank = math.ceil(len(train_set) / runtime.world_size)
     if config.batch_size > per_rank:
         raise DataError(f"batch_size {config.batch_size} is larger than the training set seen by each process "
                         f"({per_rank} images of {len(train_set)} over {runtime.world_size} process(es))")
-    sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=config.seed, drop_last=True)
+    sampler = EpochTaggedSampler(DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True,
+                                                    seed=config.seed, drop_last=True), len(train_set))
     loader = DataLoader(train_set, config.batch_size, sampler=sampler, drop_last=True, num_workers=config.workers,
-                        persistent_workers=config.workers > 0)
-    test_loader = DataLoader(test_set, 256, shuffle=False, num_workers=config.workers)
-    transform = BatchTransform(data.mean, data.std, data.crop_padding)
+                        persistent_workers=config.workers > 0, collate_fn=collate_skipping)
+    test_loader = DataLoader(test_set, 256, shuffle=False, num_workers=config.workers, collate_fn=collate_skipping)
+    transform = data.transform()
 
     model, notes = build_model(config, data, load_weights=resume is None)
     model = model.to(runtime.device)
@@ -397,11 +416,15 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, sampler: DistributedSa
     model.train()
     sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 7919 + runtime.rank)
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, correct, seen, skipped = 0.0, 0, 0, 0
     started = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
                disable=not (config.progress and runtime.is_main))
-    for images, labels in bar:
+    for batch in bar:
+        images, labels = batch
+        skipped += getattr(batch, "skipped", 0)
+        if not len(labels):
+            continue
         x = transform(images, generator).to(runtime.device).contiguous(memory_format=memory_format)
         labels = labels.to(runtime.device)
         with autocast:
@@ -424,7 +447,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, sampler: DistributedSa
     elapsed = time.perf_counter() - started
     return {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(1, seen),
             "train_acc": correct / max(1, seen), "epoch_seconds": elapsed,
-            "images_per_second": seen * runtime.world_size / max(elapsed, 1e-9)}
+            "images_per_second": seen * runtime.world_size / max(elapsed, 1e-9), "skipped_images": skipped}
 
 
 def load_trained(path: str | os.PathLike, *, dataset: str | None = None, data_dir: str | None = None
@@ -433,7 +456,8 @@ def load_trained(path: str | os.PathLike, *, dataset: str | None = None, data_di
     must have as many classes), its config and the checkpoint's metadata."""
     tensors, meta = load_checkpoint(path)
     config = config_from_checkpoint(meta)
-    data = load_data(dataset or config.dataset, data_dir or config.data_dir, progress=False)
+    data = load_data(dataset or config.dataset, data_dir or config.data_dir, progress=False,
+                     image_size=config.image_size, augment=config.augment)
     model, _ = build_model(config, data, load_weights=False)
     try:
         model.load_state_dict(split_prefix(tensors, "model"))
@@ -448,8 +472,8 @@ def evaluate_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, 
     """Evaluate a checkpoint written by :func:`train` on its data set's test split (or ``dataset``'s)."""
     model, data, _, meta = load_trained(path, dataset=dataset, data_dir=data_dir)
     runtime_device = setup_runtime(device).device
-    loader = DataLoader(data.test, batch_size, shuffle=False)
-    metrics = evaluate_model(model.to(runtime_device), loader, BatchTransform(data.mean, data.std), data.num_classes,
+    loader = DataLoader(data.test, batch_size, shuffle=False, collate_fn=collate_skipping)
+    metrics = evaluate_model(model.to(runtime_device), loader, data.transform(), data.num_classes,
                              runtime_device)
     return {"checkpoint": str(path), "epoch": meta["epoch"], "classes": list(data.classes), **metrics}
 

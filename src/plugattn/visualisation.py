@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from plugattn.blocks import is_attention_block
 from plugattn.inspection import capture, check_classes, excitation_statistics, gated_blocks, last_block_per_stage, gate_modules
-from plugattn.data import BatchTransform, DataBundle
+from plugattn.data import DataBundle
 from plugattn.extras import require
 from plugattn.insertion import residual_spec
 
@@ -289,8 +289,8 @@ def visualise(model: nn.Module, data: DataBundle, out_dir: str | os.PathLike, *,
     channel gates) and, with ``groups``, groups.png into ``out_dir``; returns what was written."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    transform = BatchTransform(data.mean, data.std)
-    test_images, test_labels = data.test.images, data.test.labels
+    transform = data.transform()
+    test_images, test_labels = data.test_batch(max(images, samples))
     shown = check_images(model, transform(test_images[:images]), image_size=data.image_size)
     written: dict[str, pathlib.Path] = {}
     has = {gate.kind for _, block in gated_blocks(model) for gate in gate_modules(block)}

@@ -281,6 +281,11 @@ class FolderImages(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def subset(self, indices: Sequence[int]) -> "FolderImages":
+        """The same stream over the files at ``indices`` (epoch tags then count within the subset)."""
+        return FolderImages([self.files[i] for i in indices], self.mode, self.image_size, self.augment, self.train,
+                            self.seed)
+
     def _transform(self, image: Tensor) -> Tensor:
         from torchvision.transforms import v2
 

@@ -38,6 +38,7 @@ from plugattn.data import (
     DataBundle,
     DataError,
     EpochTaggedSampler,
+    FolderImages,
     collate_skipping,
     load_data,
 )
@@ -179,8 +180,8 @@ def _subset(dataset: torch.utils.data.Dataset, size: int | None, name: str) -> t
         return dataset
     if size < 1:
         raise ValueError(f"{name} must be >= 1, got {size}")
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(1234))
-    return Subset(dataset, order[:size].tolist())
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(1234))[:size].tolist()
+    return dataset.subset(order) if isinstance(dataset, FolderImages) else Subset(dataset, order)
 
 
 def lr_factor(config: TrainConfig, steps_per_epoch: int) -> Any:
@@ -308,8 +309,10 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
     if config.batch_size > per_rank:
         raise DataError(f"batch_size {config.batch_size} is larger than the training set seen by each process "
                         f"({per_rank} images of {len(train_set)} over {runtime.world_size} process(es))")
-    sampler = EpochTaggedSampler(DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True,
-                                                    seed=config.seed, drop_last=True), len(train_set))
+    sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=config.seed,
+                                 drop_last=True)
+    if isinstance(train_set, FolderImages):  # streamed: each image's augmentation is seeded by (epoch, index)
+        sampler = EpochTaggedSampler(sampler, len(train_set))
     loader = DataLoader(train_set, config.batch_size, sampler=sampler, drop_last=True, num_workers=config.workers,
                         persistent_workers=config.workers > 0, collate_fn=collate_skipping)
     test_loader = DataLoader(test_set, 256, shuffle=False, num_workers=config.workers, collate_fn=collate_skipping)

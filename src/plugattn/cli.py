@@ -138,6 +138,13 @@ AUGMENT_OPTION = typer.Option("cifar", help="cifar (pad-crop + flip), imagenet (
                              "CenterCrop to evaluate; streams the folder) or none.")
 IMAGE_SIZE_OPTION = typer.Option(None, help="Square input size for imagefolder data (shorter side resized, then cropped).")
 
+# Fine-tuning options shared by `train` and `sweep`.
+ATTENTION_LR_MULT_OPTION = typer.Option(1.0, help="Learning rate of the attention blocks relative to --lr.")
+FREEZE_OPTION = typer.Option(0, help="Epochs at the start during which only attention and classifier train "
+                             "(backbone BatchNorms keep their statistics).")
+EMA_OPTION = typer.Option(None, help="Keep an exponential moving average of the weights with this decay (e.g. 0.999); "
+                          "evaluated every epoch as ema_test_top1.")
+
 # Optimiser and schedule options shared by `train` and `sweep`.
 OPTIMIZER_OPTION = typer.Option("sgd", help="sgd (with momentum) or adamw.")
 MOMENTUM_OPTION = typer.Option(0.9)
@@ -196,6 +203,9 @@ def train(
     warmup_epochs: float = WARMUP_EPOCHS_OPTION,
     milestones: str = MILESTONES_OPTION,
     label_smoothing: float = LABEL_SMOOTHING_OPTION,
+    attention_lr_mult: float = ATTENTION_LR_MULT_OPTION,
+    freeze_backbone_epochs: int = FREEZE_OPTION,
+    ema: float = EMA_OPTION,
     precision: str = typer.Option("fp32", help="fp32, bf16 (CPU or CUDA) or fp16 (CUDA)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     channels_last: bool = typer.Option(False, "--channels-last"),
@@ -218,7 +228,8 @@ def train(
             dataset=dataset, data_dir=data_dir, augment=augment, image_size=image_size, download=download, train_subset=train_subset, test_subset=test_subset,
             epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, milestones=milestones,
-            label_smoothing=label_smoothing, precision=precision, compile=compile, channels_last=channels_last,
+            label_smoothing=label_smoothing, attention_lr_mult=attention_lr_mult,
+            freeze_backbone_epochs=freeze_backbone_epochs, ema=ema, precision=precision, compile=compile, channels_last=channels_last,
             clip_grad=clip_grad, seed=seed, workers=workers, device=device, out_dir=out, progress=progress,
         )
         checkpoint = f"{out}/last.safetensors" if resume == "auto" else resume
@@ -282,6 +293,9 @@ def sweep(
     warmup_epochs: float = WARMUP_EPOCHS_OPTION,
     milestones: str = MILESTONES_OPTION,
     label_smoothing: float = LABEL_SMOOTHING_OPTION,
+    attention_lr_mult: float = ATTENTION_LR_MULT_OPTION,
+    freeze_backbone_epochs: int = FREEZE_OPTION,
+    ema: float = EMA_OPTION,
     train_subset: int = typer.Option(None),
     test_subset: int = typer.Option(None),
     precision: str = typer.Option("fp32"),
@@ -301,7 +315,8 @@ def sweep(
             augment=augment, image_size=image_size, epochs=epochs,
             batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, milestones=milestones,
-            label_smoothing=label_smoothing, train_subset=train_subset, test_subset=test_subset, precision=precision,
+            label_smoothing=label_smoothing, attention_lr_mult=attention_lr_mult,
+            freeze_backbone_epochs=freeze_backbone_epochs, ema=ema, train_subset=train_subset, test_subset=test_subset, precision=precision,
             workers=workers, progress=progress,
         )
         run_sweep(base, parse_grid(grid), out)

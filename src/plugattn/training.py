@@ -31,7 +31,7 @@ from plugattn.checkpoint import (
     save_checkpoint,
     split_prefix,
 )
-from plugattn.blocks import INITS
+from plugattn.blocks import INITS, find_attention_blocks
 from plugattn.data import (
     AUGMENTATIONS,
     BatchTransform,
@@ -44,7 +44,7 @@ from plugattn.data import (
 )
 from plugattn.extras import require
 from plugattn.profiling import count_macs, count_parameters
-from plugattn.recipe import ModelRecipe
+from plugattn.recipe import ModelRecipe, classifier_of
 from plugattn.recipe import build_model as build_from_recipe
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -86,6 +86,9 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     milestones: list[int] = field(default_factory=lambda: [30, 60, 90])
     label_smoothing: float = 0.0
+    attention_lr_mult: float = 1.0
+    freeze_backbone_epochs: int = 0
+    ema: float | None = None
     precision: str = "fp32"
     compile: bool = False
     channels_last: bool = False
@@ -112,6 +115,13 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if not self.attention_lr_mult > 0:
+            raise ValueError(f"attention_lr_mult must be > 0, got {self.attention_lr_mult}")
+        if isinstance(self.freeze_backbone_epochs, bool) or not isinstance(self.freeze_backbone_epochs, int) \
+                or self.freeze_backbone_epochs < 0:
+            raise ValueError(f"freeze_backbone_epochs must be an int >= 0, got {self.freeze_backbone_epochs!r}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"ema must be a decay in (0, 1) such as 0.999, got {self.ema}")
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {list(AUGMENTATIONS)}; got {self.augment!r}")
         if self.image_size is not None and (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
@@ -201,11 +211,43 @@ def lr_factor(config: TrainConfig, steps_per_epoch: int) -> Any:
     return factor
 
 
+def attention_parameters(model: nn.Module) -> set[int]:
+    """ids of the parameters that belong to attention blocks (zoo, attached or registered)."""
+    return {id(p) for _, block in find_attention_blocks(model) for p in block.parameters()}
+
+
+def parameter_groups(config: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """Four groups: backbone and attention (learning rate × ``attention_lr_mult``), each with weight decay on
+    weights of rank ≥ 2 only — no decay on BatchNorm scales and shifts, biases, or IdentityStart's alpha."""
+    attention = attention_parameters(model)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for parameter in model.parameters():
+        groups.setdefault((id(parameter) in attention, parameter.ndim >= 2), []).append(parameter)
+    return [{"params": params, "lr": config.lr * (config.attention_lr_mult if is_attention else 1.0),
+             "weight_decay": config.weight_decay if decays else 0.0}
+            for (is_attention, decays), params in sorted(groups.items())]
+
+
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = parameter_groups(config, model)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay, nesterov=config.nesterov and config.momentum > 0)
-    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
+    """Freeze (or release) everything but the attention blocks and the classifier: no gradients, and the
+    backbone's BatchNorms keep their statistics (eval mode) while frozen."""
+    attention = attention_parameters(model)
+    head = {id(p) for p in classifier_of(model)[1].parameters()}
+    for parameter in model.parameters():
+        if id(parameter) not in attention and id(parameter) not in head:
+            parameter.requires_grad_(not frozen)
+    if frozen:
+        inside = {id(m) for _, block in find_attention_blocks(model) for m in block.modules()}
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and id(module) not in inside:
+                module.eval()
 
 
 def _autocast(config: TrainConfig, device: torch.device) -> Any:
@@ -256,9 +298,11 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _save(path: pathlib.Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-          config: TrainConfig, epoch: int, step: int, best: float, history: list[dict]) -> None:
+          config: TrainConfig, epoch: int, step: int, best: float, history: list[dict], ema: nn.Module | None) -> None:
     optimizer_tensors, optimizer_meta = optimizer_to_checkpoint(optimizer.state_dict())
     tensors = {f"model.{k}": v for k, v in _unwrap(model).state_dict().items()} | optimizer_tensors | rng_tensors()
+    if ema is not None:
+        tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
     meta = {
         "config": dataclasses.asdict(config), "epoch": epoch, "step": step, "best_top1": best,
         "optimizer": optimizer_meta, "scheduler": scheduler.state_dict(),
@@ -339,6 +383,15 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
             scaler.load_state_dict(meta["scaler"])
         restore_rng(tensors)
         start_epoch, step, best, history = meta["epoch"], meta["step"], meta["best_top1"], meta["history"]
+    ema = None
+    if config.ema is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+        if resume is not None:
+            ema.load_state_dict(split_prefix(tensors, "ema"))
+    if config.freeze_backbone_epochs and runtime.world_size > 1:
+        raise ValueError("freeze_backbone_epochs needs a single process: DDP fixes the set of trained parameters")
     trainable = model
     if runtime.world_size > 1:
         trainable = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
@@ -356,12 +409,18 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
     started = time.perf_counter()
     try:
         for epoch in range(start_epoch, config.epochs):
+            frozen = epoch < config.freeze_backbone_epochs
+            if config.freeze_backbone_epochs:
+                set_backbone_frozen(model, frozen)
             record = train_one_epoch(trainable, loader, sampler, transform, optimizer, scheduler, scaler, autocast, config,
-                                  runtime, epoch, memory_format)
+                                     runtime, epoch, memory_format, frozen=frozen, ema=ema)
             step += len(loader)
             if runtime.is_main:
                 metrics = evaluate_model(model, test_loader, transform, data.num_classes, runtime.device, autocast, memory_format)
                 record |= {"test_loss": metrics["loss"], "test_top1": metrics["top1"], "test_top5": metrics["top5"]}
+                if ema is not None:
+                    record["ema_test_top1"] = evaluate_model(ema.module, test_loader, transform, data.num_classes,
+                                                             runtime.device, autocast, memory_format)["top1"]
                 history.append(record)
                 for name, value in record.items():
                     if name != "epoch":
@@ -374,9 +433,10 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
                           f"{record['images_per_second']:.0f} img/s", flush=True)
                 improved = metrics["top1"] > best
                 best = max(best, metrics["top1"])
-                _save(out_dir / "last.safetensors", model, optimizer, scheduler, scaler, config, epoch + 1, step, best, history)
+                state = (model, optimizer, scheduler, scaler, config, epoch + 1, step, best, history, ema)
+                _save(out_dir / "last.safetensors", *state)
                 if improved:
-                    _save(out_dir / "best.safetensors", model, optimizer, scheduler, scaler, config, epoch + 1, step, best, history)
+                    _save(out_dir / "best.safetensors", *state)
                 _maybe_inject_kill(epoch + 1, out_dir)
             _barrier(runtime)
     finally:
@@ -412,11 +472,14 @@ def _maybe_inject_kill(epoch: int, out_dir: pathlib.Path) -> None:
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, sampler: DistributedSampler, transform: BatchTransform,
-                 optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, autocast: Any, config: TrainConfig,
-                 runtime: Runtime, epoch: int, memory_format: torch.memory_format) -> dict[str, float]:
+                    optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, autocast: Any, config: TrainConfig,
+                    runtime: Runtime, epoch: int, memory_format: torch.memory_format, *, frozen: bool = False,
+                    ema: nn.Module | None = None) -> dict[str, float]:
     tqdm = require("tqdm", "train").tqdm
 
     model.train()
+    if frozen:
+        set_backbone_frozen(_unwrap(model), True)
     sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 7919 + runtime.rank)
     loss_sum, correct, seen, skipped = 0.0, 0, 0, 0
@@ -441,6 +504,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, sampler: DistributedSa
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(_unwrap(model))
         loss_sum += loss.item() * labels.numel()
         correct += (logits.argmax(1) == labels).sum().item()
         seen += labels.numel()

@@ -3,6 +3,7 @@ progress bars, TensorBoard + CSV logs, a JSON summary and a confusion-matrix plo
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -172,10 +173,8 @@ def _barrier(runtime: Runtime) -> None:
 # ---------------------------------------------------------------- building blocks
 
 def recipe_of(config: TrainConfig) -> ModelRecipe:
-    """The model part of a run's config."""
-    return ModelRecipe(model=config.model, weights=config.weights, attention=config.attention,
-                       reduction=config.reduction, position=config.position, stages=config.stages, where=config.where,
-                       init=config.init, block_options=dict(config.block_options))
+    """The model part of a run's config (every :class:`~plugattn.recipe.ModelRecipe` field is a config field)."""
+    return ModelRecipe(**{f.name: copy.deepcopy(getattr(config, f.name)) for f in dataclasses.fields(ModelRecipe)})
 
 
 def build_model(config: TrainConfig, data: DataBundle, *, load_weights: bool = True) -> tuple[nn.Module, list[str]]:

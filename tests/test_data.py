@@ -89,3 +89,15 @@ def test_streamed_training_resumes_exactly(tmp_path):
     for name in whole:
         if name.startswith("model."):
             assert torch.equal(whole[name], cut[name]), name
+
+
+def test_random_resized_crop_follows_torchvisions_rule():
+    from plugattn.data import random_resized_crop
+
+    crops = [random_resized_crop(40, 60, torch.Generator().manual_seed(seed)) for seed in range(300)]
+    assert crops[7] == random_resized_crop(40, 60, torch.Generator().manual_seed(7))  # its seed alone decides
+    for top, left, height, width in crops:
+        assert 0 <= top <= 40 - height and 0 <= left <= 60 - width
+        assert 0.08 * 2400 * 0.9 <= height * width <= 2400 and 3 / 4 * 0.8 <= width / height <= 4 / 3 * 1.25
+    areas = torch.tensor([h * w / 2400 for _, _, h, w in crops])
+    assert 0.35 < areas.mean() < 0.65  # uniform share in (0.08, 1), a few large draws rejected: mean near 0.5

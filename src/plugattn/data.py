@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import math
 import os
 import pathlib
 import sys
@@ -268,7 +269,8 @@ class EpochTaggedSampler(torch.utils.data.Sampler):
 
 class FolderImages(Dataset):
     """Images streamed from disk: each item decoded, transformed to ``image_size`` (``train``: the augmentation's
-    random part, seeded per (epoch, index) as :class:`EpochTaggedSampler` tags it; else Resize + CenterCrop)
+    random part drawn from a generator seeded by (epoch, index), as :class:`EpochTaggedSampler` tags it, so it
+    touches no global RNG; else Resize + CenterCrop)
     and returned as uint8 (C, S, S). An undecodable file gives None (the loader's :func:`collate_skipping`
     drops it and counts it) and is reported once on stderr, by path."""
 
@@ -286,14 +288,17 @@ class FolderImages(Dataset):
         return FolderImages([self.files[i] for i in indices], self.mode, self.image_size, self.augment, self.train,
                             self.seed)
 
-    def _transform(self, image: Tensor) -> Tensor:
-        from torchvision.transforms import v2
+    def _transform(self, image: Tensor, generator: torch.Generator) -> Tensor:
+        from torchvision.transforms.v2 import functional
 
         size = self.image_size
         if self.train and self.augment == "imagenet":
-            return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])(image)
+            top, left, height, width = random_resized_crop(image.shape[-2], image.shape[-1], generator)
+            image = functional.resized_crop(image, top, left, height, width, [size, size], antialias=True)
+            return functional.horizontal_flip(image) if torch.rand((), generator=generator) < 0.5 else image
         if self.augment == "imagenet":
-            return v2.Compose([v2.Resize(int(round(size / 0.875)), antialias=True), v2.CenterCrop(size)])(image)
+            image = functional.resize(image, [int(round(size / 0.875))], antialias=True)
+            return functional.center_crop(image, [size, size])
         return _fit(image, size)
 
     def __getitem__(self, tagged: int) -> tuple[Tensor, int] | None:
@@ -304,9 +309,33 @@ class FolderImages(Dataset):
         except DataError as error:
             print(f"plugattn: skipped {error}", file=sys.stderr, flush=True)
             return None
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 1_000_003 + tagged)
-            return self._transform(image), label
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + tagged)
+        return self._transform(image, generator), label
+
+
+def random_resized_crop(height: int, width: int, generator: torch.Generator, scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a random crop as torchvision's RandomResizedCrop draws it (area share in
+    ``scale``, log-uniform aspect ratio in ``ratio``, ten tries, then the centre crop of the nearest ratio),
+    drawn from ``generator`` so that each image's crop depends on its own seed only."""
+    area = height * width
+    log_ratio = torch.log(torch.tensor(ratio))
+    for _ in range(10):
+        target = area * torch.empty(()).uniform_(scale[0], scale[1], generator=generator).item()
+        aspect = math.exp(torch.empty(()).uniform_(log_ratio[0].item(), log_ratio[1].item(), generator=generator).item())
+        crop_width, crop_height = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < crop_width <= width and 0 < crop_height <= height:
+            top = int(torch.randint(0, height - crop_height + 1, (), generator=generator))
+            left = int(torch.randint(0, width - crop_width + 1, (), generator=generator))
+            return top, left, crop_height, crop_width
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        crop_width, crop_height = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        crop_height, crop_width = height, int(round(height * ratio[1]))
+    else:
+        crop_width, crop_height = width, height
+    return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
 
 
 class SkippingBatch(tuple):
@@ -320,8 +349,8 @@ def collate_skipping(items: Sequence[tuple[Tensor, int] | None]) -> SkippingBatc
     kept = [item for item in items if item is not None]
     if not kept:
         batch = SkippingBatch((torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.long)))
-    else:
-        batch = SkippingBatch((torch.stack([image for image, _ in kept]), torch.tensor([label for _, label in kept])))
+    else:  # default_collate writes straight into shared memory inside a worker: no copy on the way back
+        batch = SkippingBatch(torch.utils.data.default_collate(kept))
     batch.skipped = len(items) - len(kept)
     return batch
 

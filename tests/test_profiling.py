@@ -64,3 +64,15 @@ def test_mac_count_does_not_depend_on_the_cbam_implementation_path():
             c, hidden, size = unit.out_channels, unit.out_channels // 4, {16: 32, 32: 16, 64: 8}[unit.out_channels]
             blocks += 2 * (c * hidden + hidden * c) + 2 * 7 * 7 * size * size  # two pooled MLP passes, 7x7 2->1 conv
     assert count_macs(model, x) == plain + blocks
+
+
+def test_cli_profiles_a_torchvision_network_with_inserted_attention():
+    """SE attached to torchvision's ResNet-18 (papers' biases) has the CBAM paper's SE-ResNet-18 count: 11.78 M."""
+    result = CliRunner().invoke(app, ["profile", "torchvision:resnet18", "--attention", "se", "--input", "3x64x64",
+                                      "--no-latency"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.output.splitlines()
+            if line.count("│") == 3}
+    assert rows["parameters"] == "11.779 M" and rows["attention blocks"] == "8"
+    bad = CliRunner().invoke(app, ["profile", "torchvision:resnet19"], env={"COLUMNS": "200"})
+    assert bad.exit_code != 0 and "resnet18" in bad.output

@@ -81,10 +81,26 @@ def blocks(
     Console().print(table)
 
 
+# Model options shared by `profile`, `train` and `sweep`.
+MODEL_OPTION = typer.Option("resnet20", help="Zoo name (plugattn.list_models()), torchvision:NAME, timm:NAME or "
+                            "package.module:factory (your own builder).")
+WEIGHTS_OPTION = typer.Option(None, help="Weights to start from (torchvision, timm, plugattn or any layout "
+                              "load_pretrained reads); the classifier is replaced for the data set's classes.")
+WHERE_OPTION = typer.Option("residual", help="Where attention goes: residual, a glob over module names, re:REGEX, "
+                            "or comma-separated names (see plugattn.insertion_points).")
+INIT_OPTION = typer.Option(None, help="identity (blocks start as the exact identity) or paper; default: identity "
+                           "with --weights, paper without.")
+
+
 @app.command()
 def profile(
-    name: str = typer.Argument(..., help="Zoo model, e.g. cbam_resnet50, se_resnet20, resnet50_v1."),
-    input: str = typer.Option(None, "--input", help="Sample shape C x H x W; default: the model's natural size."),
+    name: str = typer.Argument(..., help="Zoo model (cbam_resnet50, se_resnet20, resnet50_v1, …), torchvision:NAME, "
+                                         "timm:NAME or package.module:factory."),
+    attention: str = typer.Option(None, help="Attention to insert (any registry name); zoo se_/cbam_ names carry theirs."),
+    where: str = WHERE_OPTION,
+    reduction: int = typer.Option(16, help="Reduction ratio r of inserted blocks."),
+    input: str = typer.Option(None, "--input", help="Sample shape C x H x W; default: the model's natural size "
+                              "(3x224x224 outside the zoo)."),
     num_classes: int = typer.Option(None, help="Classifier outputs; default 1000 (ImageNet-style) or 10 (CIFAR-style)."),
     rounds: int = typer.Option(5, help="Timed rounds per batch size (median reported)."),
     batch_sizes: str = typer.Option("1,8", help="Comma-separated batch sizes for latency."),
@@ -92,11 +108,18 @@ def profile(
 ) -> None:
     """Parameters, MACs (conv + linear multiply-accumulates, the papers' "FLOPs"), the attention's share, and
     latency relative to the same network without attention, measured in one run."""
+    from plugattn.recipe import ModelRecipe, build_model
+
+    zoo = ":" not in name
     try:
-        model = create_model(name, num_classes=num_classes)
+        classes = num_classes or (model_entry(name).default_classes if zoo else 1000)
+        recipe = ModelRecipe(model=name, attention=attention, reduction=reduction,
+                             where=where.split(",") if "," in where else where)
+        model, _ = build_model(recipe, num_classes=classes)
     except (TypeError, ValueError) as error:
         raise typer.BadParameter(str(error), param_hint="NAME") from error
-    shape = parse_shape(input, argument="--input") if input else model_entry(name).input_size
+    natural = model_entry(name).input_size if zoo else (3, 224, 224)
+    shape = parse_shape(input, argument="--input") if input else natural
     try:
         sizes = tuple(int(size) for size in batch_sizes.split(","))
     except ValueError:
@@ -123,16 +146,6 @@ def profile(
     if report.latency_ms:
         Console().print(f"threads: {torch.get_num_threads()}; median of {rounds} interleaved rounds")
 
-
-# Model options shared by `train` and `sweep`.
-MODEL_OPTION = typer.Option("resnet20", help="Zoo name (plugattn.list_models()), torchvision:NAME, timm:NAME or "
-                            "package.module:factory (your own builder).")
-WEIGHTS_OPTION = typer.Option(None, help="Weights to start from (torchvision, timm, plugattn or any layout "
-                              "load_pretrained reads); the classifier is replaced for the data set's classes.")
-WHERE_OPTION = typer.Option("residual", help="Where attention goes: residual, a glob over module names, re:REGEX, "
-                            "or comma-separated names (see plugattn.insertion_points).")
-INIT_OPTION = typer.Option(None, help="identity (blocks start as the exact identity) or paper; default: identity "
-                           "with --weights, paper without.")
 
 AUGMENT_OPTION = typer.Option("cifar", help="cifar (pad-crop + flip), imagenet (RandomResizedCrop + flip; Resize + "
                              "CenterCrop to evaluate; streams the folder) or none.")

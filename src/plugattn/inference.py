@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from plugattn.blocks._checks import has_hooks
+
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -60,12 +62,6 @@ def _feeds(model: nn.Module, pairs: list[tuple[nn.Module, str, str]], example: T
     return {i for i in outputs if inputs.get(i) == outputs[i]}
 
 
-def _has_hooks(module: nn.Module, *, forward: bool = True) -> bool:
-    """Whether ``module`` has pre-hooks or backward hooks (and, with ``forward``, forward hooks)."""
-    return bool(module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
-                or (forward and module._forward_hooks))
-
-
 def _take_place(norm: nn.Module) -> nn.Identity:
     """The ``nn.Identity`` that replaces a folded BatchNorm, holding its forward hooks and the modules that hang
     off it (attached blocks), with the hooks that applied those blocks re-pointed at their new owner."""
@@ -93,7 +89,7 @@ def fold_batchnorm(model: nn.Module, example: Tensor, *, inplace: bool = False) 
     for index in sorted(_feeds(folded_model, pairs, example)):
         parent, conv, norm = pairs[index]
         conv_module, norm_module = getattr(parent, conv), getattr(parent, norm)
-        if _has_hooks(conv_module) or _has_hooks(norm_module, forward=False):
+        if has_hooks(conv_module) or has_hooks(norm_module, forward=False):
             continue
         setattr(parent, conv, fuse_conv_bn_eval(conv_module, norm_module))
         setattr(parent, norm, _take_place(norm_module))

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from plugattn.blocks import is_attention_block
+from plugattn.blocks._checks import factory_like
 from plugattn.models.units import POSITIONS, ResidualUnit
 from plugattn.models.zoo import attention_builder
 
@@ -461,9 +462,7 @@ def attach(
 
 def _install(model: nn.Module, point: InsertionPoint, build: Callable[..., nn.Module], replace: bool) -> None:
     module = model.get_submodule(point.name)
-    reference = next(module.parameters(), None)
-    reference = next(model.parameters(), None) if reference is None else reference
-    factory = {"device": reference.device, "dtype": reference.dtype} if reference is not None else {}
+    factory = factory_like(module, model)
     if isinstance(module, ResidualUnit) and point.kind != "after":
         if module.attention is not None and not replace:
             raise ValueError(f"point {point.name!r} already has an attention block; pass replace=True to swap it")

@@ -99,3 +99,19 @@ def broadcast_channels(weights: Tensor, like: Tensor) -> Tensor:
 def factory_kwargs(device: torch.device | str | None, dtype: torch.dtype | None) -> dict:
     """The ``device``/``dtype`` pair that torch layer constructors take."""
     return {"device": device, "dtype": dtype}
+
+
+def factory_like(*modules: "torch.nn.Module") -> dict:
+    """``device``/``dtype`` of the first parameter of the first of ``modules`` that has one ({} when none has),
+    so that a module built to join them lives where they live."""
+    for module in modules:
+        reference = next(module.parameters(), None)
+        if reference is not None:
+            return {"device": reference.device, "dtype": reference.dtype}
+    return {}
+
+
+def has_hooks(module: "torch.nn.Module", *, forward: bool = True) -> bool:
+    """Whether ``module`` has forward pre-hooks or backward hooks (and, with ``forward``, forward hooks)."""
+    return bool(module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
+                or (forward and module._forward_hooks))

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from plugattn.blocks._checks import require_choice
+from plugattn.blocks._checks import factory_like, require_choice
 
 INITS = ("paper", "identity")
 
@@ -32,9 +32,7 @@ class IdentityStart(nn.Module):
         if not isinstance(block, nn.Module):
             raise TypeError(f"block must be an nn.Module, got {type(block).__name__}")
         self.block = block
-        reference = next(block.parameters(), None)
-        factory = {"device": reference.device, "dtype": reference.dtype} if reference is not None else {}
-        self.alpha = nn.Parameter(torch.zeros((), **factory))
+        self.alpha = nn.Parameter(torch.zeros((), **factory_like(block)))
 
     def forward(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
         out = torch.lerp(x, self.block(x), self.alpha.to(x.dtype))

@@ -5,7 +5,7 @@
 import torch
 from torch import Tensor, nn
 
-from plugattn.blocks._checks import require_choice
+from plugattn.blocks._checks import factory_like, require_choice
 
 GLOBAL_POOLS = ("avg", "")
 
@@ -49,6 +49,4 @@ class ClassifierHead(nn.Module):
             self.global_pool = require_choice("global_pool", global_pool, GLOBAL_POOLS)
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1)) if global_pool == "avg" else nn.Identity()
         self.num_classes = require_num_classes(num_classes)
-        reference = next(self.parameters(), None)
-        factory = {"device": reference.device, "dtype": reference.dtype} if reference is not None else {}
-        self.fc = nn.Linear(self.num_features, num_classes, **factory) if num_classes > 0 else nn.Identity()
+        self.fc = nn.Linear(self.num_features, num_classes, **factory_like(self)) if num_classes > 0 else nn.Identity()

@@ -24,12 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as module_hooks
 
+from plugattn.blocks._checks import has_hooks
+
 EXACT_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-def _has_hooks(module: nn.Module) -> bool:
-    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-                or module._backward_pre_hooks)
 
 
 def rebuild_is_safe(norm: nn.Module, *others: nn.Module | None) -> bool:
@@ -41,7 +38,7 @@ def rebuild_is_safe(norm: nn.Module, *others: nn.Module | None) -> bool:
                     module_hooks._global_backward_hooks, module_hooks._global_backward_pre_hooks)
     if any(global_hooks):
         return False
-    return not any(_has_hooks(module) for module in (norm, *others) if module is not None)
+    return not any(has_hooks(module) for module in (norm, *others) if module is not None)
 
 
 def _batch_statistics(output: Tensor, z: Tensor, eps: float) -> tuple[Tensor, Tensor]:

@@ -148,7 +148,9 @@ def _read(source: str | os.PathLike | Mapping[str, Tensor]) -> tuple[dict[str, T
         where = str(path)
         if not path.is_file():
             raise CheckpointError(f"weights file {path} does not exist")
-        if path.read_bytes()[8:9] == b"{":  # safetensors: u64 header length, then the JSON header
+        with path.open("rb") as handle:
+            start = handle.read(9)
+        if start[8:9] == b"{":  # safetensors: u64 header length, then the JSON header
             content, metadata = _safetensors_file(path)
         else:
             content = _torch_file(path)

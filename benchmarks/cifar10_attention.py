@@ -9,30 +9,13 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import tarfile
 import time
 
 import torch
 
+from _cifar10 import ARCHIVE, cifar10_folder
 from plugattn.sweep import sweep
 from plugattn.training import TrainConfig
-
-ARCHIVE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg" / "cifar10_jpg.tar.xz"
-CACHE = pathlib.Path.home() / ".cache" / "plugattn"
-
-
-def extracted_tree(archive: pathlib.Path) -> pathlib.Path:
-    root = CACHE / "cifar10-jpg"
-    tree = root / "CIFAR-10-images"
-    if not (tree / "test").is_dir():
-        if not archive.exists():
-            raise SystemExit(f"{archive} not found: this benchmark needs the shared CIFAR-10 copy")
-        print(f"extracting {archive} -> {root} (once)")
-        root.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as handle:
-            handle.extractall(root, filter="data")
-    return tree
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,7 +26,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/cifar10_attention")
     parser.add_argument("--archive", type=pathlib.Path, default=ARCHIVE)
     args = parser.parse_args()
-    tree = extracted_tree(args.archive)
+    tree = cifar10_folder(args.archive)
+    if tree is None:
+        raise SystemExit(f"{args.archive} not found: this benchmark needs the shared CIFAR-10 copy")
     base = TrainConfig(model="resnet20", dataset=f"imagefolder:{tree}", epochs=args.epochs, train_subset=args.train_subset,
                        batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine", warmup_epochs=0.2,
                        reduction=args.reduction, progress=False)

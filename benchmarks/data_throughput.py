@@ -12,35 +12,17 @@ and of the worker processes.
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import resource
 import statistics
-import tarfile
 import time
 
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 
+from _cifar10 import ARCHIVE, CACHE, cifar10_folder
 from plugattn.data import EpochTaggedSampler, collate_skipping, load_data
-
-SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg" / "cifar10_jpg.tar.xz"
-CACHE = pathlib.Path(os.environ.get("PLUGATTN_CACHE", pathlib.Path.home() / ".cache" / "plugattn"))
-
-
-def cifar10_folder() -> pathlib.Path | None:
-    target = CACHE / "cifar10-jpg"
-    root = target / "CIFAR-10-images"
-    if root.is_dir():
-        return root
-    if not SHARED.is_file():
-        return None
-    print(f"extracting {SHARED} into {target} (once)")
-    target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(SHARED) as archive:
-        archive.extractall(target, filter="data")
-    return root
 
 
 def mixed_folder(images_per_class: int = 200, classes: int = 5) -> pathlib.Path:
@@ -104,7 +86,7 @@ def main() -> None:
     if cifar is not None:
         sets["CIFAR-10 JPEG, 50,000 images, 32 px"] = (cifar, 32)
     else:
-        print(f"CIFAR-10 JPEG copy not found at {SHARED}: skipped")
+        print(f"CIFAR-10 JPEG copy not found at {ARCHIVE}: skipped")
     sets["mixed sizes 80–400 px, 1,000 JPEGs, 128 px"] = (mixed_folder(), 128)
     print(f"torch {torch.__version__}, {args.workers} workers, batch {args.batch_size}, {args.batches} batches per "
           f"round, median of {args.rounds} interleaved rounds\n")

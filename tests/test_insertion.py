@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
-from plugattn import CBAM, SqueezeExcite
+from plugattn import CBAM
 from plugattn.insertion import (
     attach,
     attached_blocks,

@@ -142,3 +142,62 @@ def test_first_run_logs_how_the_model_was_built(image_folder, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "model: weights:" in result.stdout and "classifier: fc replaced for 3 classes" in result.stdout
     assert "starting as the exact identity (init='identity')" in result.stdout
+
+
+def test_eval_and_viz_take_a_model_with_its_weights(image_folder, tmp_path):
+    """`eval`/`viz` --model SPEC --weights FILE --dataset DATA: the same numbers as the run's own checkpoint (read
+    through another path: load_pretrained and the recipe), unchanged when attention is inserted as the identity."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from plugattn.cli import app
+    from plugattn.training import TrainConfig, train
+
+    data = f"imagefolder:{image_folder}"
+    train(TrainConfig(model="resnet20", dataset=data, epochs=1, batch_size=16, out_dir=str(tmp_path / "run"),
+                      progress=False))
+    weights = str(tmp_path / "run" / "last.safetensors")
+    runner = CliRunner()
+
+    def evaluate(*args: str) -> dict:
+        target = tmp_path / f"eval{len(list(tmp_path.glob('eval*')))}.json"
+        result = runner.invoke(app, ["eval", *args, "--json", str(target)], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        return json.loads(target.read_text())
+
+    from_run = evaluate(weights)
+    from_weights = evaluate("--model", "resnet20", "--weights", weights, "--dataset", data)
+    with_cbam = evaluate("--model", "resnet20", "--weights", weights, "--attention", "cbam", "--reduction", "4",
+                         "--dataset", data)
+    assert from_weights["confusion"] == from_run["confusion"] and from_weights["loss"] == pytest.approx(from_run["loss"])
+    assert with_cbam["confusion"] == from_run["confusion"]  # inserted as the identity: same predictions
+    pictures = runner.invoke(app, ["viz", "--model", "resnet20", "--weights", weights, "--attention", "cbam",
+                                   "--reduction", "4", "--dataset", data, "--out", str(tmp_path / "viz"), "--images", "2",
+                                   "--samples", "24"])
+    assert pictures.exit_code == 0, pictures.output
+    assert (tmp_path / "viz" / "spatial.png").stat().st_size > 0
+
+    imagenet = _pretrained_file(torchvision.models.resnet18(), tmp_path / "r18.pth")
+    for args, fragment in [(["eval", "--model", "resnet20", "--dataset", data], "--weights is needed"),
+                           (["eval", "--model", "resnet20", "--weights", weights], "--model needs --dataset"),
+                           (["eval", weights, "--model", "resnet20", "--weights", weights, "--dataset", data], "not both"),
+                           (["eval"], "give a CHECKPOINT"),
+                           (["viz", "--model", "torchvision:resnet18", "--weights", imagenet, "--dataset", data],
+                            "has 1000 outputs but")]:
+        result = runner.invoke(app, args, env={"COLUMNS": "300"})
+        assert result.exit_code == 2 and fragment in " ".join(result.output.split()), (args, result.output)
+
+
+def test_a_network_whose_weights_hold_its_attention_starts_as_published(tmp_path):
+    """cbam_resnet20 with (its own) CBAM weights: the blocks are part of the network, not inserted, so the default
+    init is the papers' and the output is the published network's; inserting into resnet20 defaults to identity."""
+    torch.manual_seed(0)
+    published = plugattn.create_model("cbam_resnet20", reduction=4).eval()
+    weights = _pretrained_file(published, tmp_path / "cbam20.pth")
+    published.load_state_dict(torch.load(weights))
+    model, notes = build_model(ModelRecipe(model="cbam_resnet20", reduction=4, weights=weights), num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model.eval()(x), published(x)) and any("init='paper'" in note for note in notes)
+    assert ModelRecipe(model="resnet20", attention="cbam", weights=weights).resolved_init() == "identity"
+    assert ModelRecipe(model="cbam_resnet20", weights=weights, init="identity").resolved_init() == "identity"

@@ -3,15 +3,18 @@
 import json
 import os
 import pathlib
+import re
+import statistics
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from plugattn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, split_prefix
+from plugattn.checkpoint import CheckpointError, load_checkpoint, split_prefix
 from plugattn.data import DataError, load_data
-from plugattn.sweep import parse_grid, sweep
+from plugattn.cli.parsing import parse_grid
+from plugattn.sweep import sweep
 from plugattn.training import TrainConfig, evaluate_checkpoint, train
 from tests.conftest import FASHION_MNIST, make_image_folder
 
@@ -102,17 +105,47 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_runs(image_fold
     assert (config["nesterov"], config["weight_decay"], config["schedule"], config["milestones"]) == (False, 1e-4, "step", [1])
 
 
-def test_sweep_grid_mean_and_std_over_seeds(image_folder, tmp_path):
+def test_sweep_grid_mean_and_std_over_seeds_against_the_control(image_folder, tmp_path):
     base = _config(image_folder, tmp_path, epochs=1)
-    rows = sweep(base, parse_grid(["attention=se", "reduction=2,4", "seeds=0,1"]), tmp_path)
-    assert len(rows) == 4 and {r["seed"] for r in rows} == {0, 1}
+    rows = sweep(base, parse_grid(["attention=se", "reduction=2,4", "seeds=0,1"]), tmp_path, latency_rounds=3)
+    assert len(rows) == 6 and {r["seed"] for r in rows} == {0, 1}
+    assert [r["attention"] for r in rows[:2]] == ["none", "none"]  # the control, added: same budget and seeds
     table = (tmp_path / "results.md").read_text().splitlines()
-    assert table[0].startswith("| attention | reduction | runs |") and len(table) == 4
-    by_reduction = {r["reduction"]: [] for r in rows}
+    assert table[0].startswith("| attention | reduction | runs | top-1 (mean ± std) | Δ top-1 vs control |")
+    assert "latency batch 1" in table[0] and "latency batch 8" in table[0]
+    top1 = {}
     for row in rows:
-        by_reduction[row["reduction"]].append(row["top1"])
-    mean_r2 = sum(by_reduction[2]) / 2
-    assert f"{mean_r2:.2%}" in table[2]
+        top1.setdefault((row["attention"], row.get("reduction")), []).append(row["top1"])
+    control, r2 = statistics.fmean(top1[("none", None)]), statistics.fmean(top1[("se", 2)])
+    assert "| none |  | 2 |" in table[2] and "| control |" in table[2]
+    assert table[3].startswith("| se | 2 | 2 |") and f"{r2:.2%} ± {statistics.stdev(top1[('se', 2)]):.2%}" in table[3]
+    assert f"{(r2 - control) * 100:+.2f} pp" in table[3]
+    se_params = rows[2]["params"]
+    assert f"({se_params / rows[0]['params'] - 1:+.1%})" in table[3] and re.search(r"×\d\.\d\d \| ×\d\.\d\d", table[3])
+    assert not (tmp_path / "attention=none_reduction=2_seed=0").exists()  # block options do not multiply the control
+    sweep(base, {"attention": ["se"], "seed": [0]}, tmp_path / "no-control", control=False, latency_rounds=0)
+    assert "control" not in (tmp_path / "no-control" / "results.md").read_text()
+    with pytest.raises(ValueError, match="latency_rounds must be an int >= 0"):
+        sweep(base, {"attention": ["se"]}, tmp_path, latency_rounds=-1)
+
+
+def test_a_new_run_never_overwrites_an_earlier_one(image_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from plugattn.cli import app
+
+    train(_config(image_folder, tmp_path, epochs=1))
+    before = (tmp_path / "last.safetensors").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a run .*--resume auto"):
+        train(_config(image_folder, tmp_path, epochs=2))
+    assert (tmp_path / "last.safetensors").read_bytes() == before
+    common = ["train", "--attention", "se", "--reduction", "4", "--dataset", f"imagefolder:{image_folder}",
+              "--batch-size", "16", "--epochs", "1", "--no-progress"]
+    refused = CliRunner().invoke(app, [*common, "--out", str(tmp_path)], env={"COLUMNS": "300"})
+    assert refused.exit_code == 2 and "nothing was overwritten" in refused.output
+    started = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "fresh"), "--resume", "auto"])
+    assert started.exit_code == 0, started.output  # 'auto' with nothing to continue starts the run
+    assert (tmp_path / "fresh" / "summary.json").exists()
 
 
 BAD = [

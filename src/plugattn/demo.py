@@ -1,11 +1,15 @@
-"""The main job behind ``make demo``: ResNet-20 plain / SE / CBAM on Fashion-MNIST with one budget and seed,
-compared in a table (accuracy, parameters, MACs, latency) and in pictures; plus the seed's multimodal
-idea, an SE block weighing three input "modalities" (the image, its edges, and pure noise)."""
+"""The main job behind ``make demo``, the story our users live: a trained network first (plain ResNet-20 on
+Fashion-MNIST); then SE and CBAM inserted into it as the exact identity (``init="identity"``: accuracy
+unchanged at insertion, shown) and fine-tuned, against the plain network trained on for the same budget —
+compared in a table (accuracy at insertion and after, parameters, MACs, latency) and in pictures of what the
+inserted attention learned. Plus the seed's multimodal idea: an SE block weighing three input "modalities"
+(the image, its edges, and pure noise)."""
 
 from __future__ import annotations
 
 import pathlib
 from collections import OrderedDict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,11 +21,18 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from plugattn.blocks import SqueezeExcite
 from plugattn.data import BatchTransform, DataBundle, TensorImages, load_fashion_mnist
-from plugattn.visualisation import channel_group_figure, visualise
 from plugattn.models import create_model
-from plugattn.profiling import profile
-from plugattn.sweep import sweep
-from plugattn.training import Runtime, TrainConfig, load_trained, lr_factor, make_optimizer, train_one_epoch
+from plugattn.sweep import run_once, sweep
+from plugattn.training import (
+    EpochContext,
+    Runtime,
+    TrainConfig,
+    load_trained,
+    lr_factor,
+    make_optimizer,
+    train_one_epoch,
+)
+from plugattn.visualisation import channel_group_figure, plot_before_after, visualise
 
 MODALITIES = {"image": [0], "edges": [1], "noise": [2]}
 
@@ -53,41 +64,67 @@ def modality_experiment(data: DataBundle, out: pathlib.Path, *, seed: int = 0, t
     sampler = DistributedSampler(train_set, 1, 0, shuffle=True, seed=seed, drop_last=True)
     loader = DataLoader(train_set, config.batch_size, sampler=sampler, drop_last=True)
     optimizer = make_optimizer(config, model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, len(loader)))
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    train_one_epoch(model, loader, sampler, transform, optimizer, scheduler, scaler, torch.autocast("cpu", enabled=False),
-                    config, Runtime(torch.device("cpu")), 0, torch.contiguous_format)
+    context = EpochContext(model=model, loader=loader, sampler=sampler, transform=transform, optimizer=optimizer,
+                           scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, len(loader))),
+                           scaler=torch.amp.GradScaler("cpu", enabled=False), config=config,
+                           runtime=Runtime(torch.device("cpu")))
+    train_one_epoch(context, 0)
     return channel_group_figure(model, transform(test_x), MODALITIES, out / "modalities.png", block="modality_attention")
 
 
 def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = None, train_subset: int = 30000,
-             epochs: int = 1, seed: int = 0) -> None:
-    """Train, compare, draw. Everything lands in ``out``."""
+             epochs: int = 1, finetune_epochs: int = 1, seed: int = 0, test_subset: int | None = None,
+             modality_images: int = 10000, latency_rounds: int = 20, attention_lr_mult: float = 1.0
+             ) -> list[dict[str, Any]]:
+    """Train plain, insert SE/CBAM as the identity, fine-tune against the plain network trained on, compare,
+    draw. Everything lands in ``out``; finished steps are skipped and interrupted ones resume when run again.
+    Returns the fine-tuning runs' rows (see :func:`plugattn.sweep.sweep`)."""
     out = pathlib.Path(out)
     data = load_fashion_mnist(data_dir)
-    base = TrainConfig(model="resnet20", dataset="fashion-mnist", data_dir=data_dir, epochs=epochs, batch_size=128,
-                       lr=0.1, warmup_epochs=0.2, train_subset=train_subset, reduction=4, seed=seed, progress=True)
-    rows = sweep(base, {"attention": ["none", "se", "cbam"]}, out)
     console = Console()
-    plain = create_model("resnet20", in_channels=1)
-    table = Table(title=f"ResNet-20 on Fashion-MNIST: {train_subset} images x {epochs} epoch(s), seed {seed}, r=4")
-    for column in ("attention", "test top-1", "top-5", "params (M)", "MACs (M)", "latency b1", "latency b8", "train s"):
-        table.add_column(column, justify="left" if column == "attention" else "right")
+    common = dict(model="resnet20", dataset="fashion-mnist", data_dir=data_dir, batch_size=128, train_subset=train_subset,
+                  test_subset=test_subset, reduction=4, seed=seed, progress=True)
+    console.rule(f"1. a plain ResNet-20 trained on Fashion-MNIST ({train_subset} images x {epochs} epoch(s))")
+    pretrained = run_once(TrainConfig(**common, epochs=epochs, lr=0.1, warmup_epochs=0.2, out_dir=str(out / "plain")))
+    weights = out / "plain" / "last.safetensors"
+    console.rule(f"2. SE and CBAM inserted as the identity, fine-tuned {finetune_epochs} epoch(s); plain trained on alike")
+    continued = TrainConfig(**common, weights=str(weights), init="identity", epochs=finetune_epochs, lr=0.05,
+                            warmup_epochs=0.1, attention_lr_mult=attention_lr_mult)
+    rows = sweep(continued, {"attention": ["none", "se", "cbam"]}, out / "finetune", latency_rounds=latency_rounds)
+    control = rows[0]
+    table = Table(title=f"ResNet-20 on Fashion-MNIST, seed {seed}, r=4: the plain network after {epochs} epoch(s) "
+                        f"had top-1 {pretrained['top1']:.2%}; then {finetune_epochs} more epoch(s) each")
+    table.add_column("")
     for row in rows:
-        attention = None if row["attention"] == "none" else row["attention"]
-        model = create_model("resnet20", in_channels=1, attention=attention, reduction=4)
-        report = profile(model, (1, 28, 28), baseline=plain, batch_sizes=(1, 8), rounds=20)
-        table.add_row(row["attention"], f"{row['top1']:.2%}", f"{row['top5']:.2%}", f"{row['params'] / 1e6:.4f}",
-                      f"{row['macs'] / 1e6:.2f}", f"x{report.latency_ratio(1):.2f}", f"x{report.latency_ratio(8):.2f}",
-                      f"{row['train_seconds']:.0f}")
+        table.add_column("plain, trained on" if row["attention"] == "none" else f"+ {row['attention'].upper()} "
+                         "(identity)", justify="right")
+    measures = {
+        "top-1 at insertion": lambda row: f"{row['start_top1']:.2%}",
+        "top-1 after": lambda row: f"{row['top1']:.2%}",
+        "vs plain": lambda row: "control" if row is control else f"{(row['top1'] - control['top1']) * 100:+.2f} pp",
+        "params": lambda row: f"{row['params'] / 1e6:.4f} M",
+        "MACs": lambda row: f"{row['macs'] / 1e6:.2f} M",
+        "latency batch 1": lambda row: f"x{row['latency_b1']:.2f}" if "latency_b1" in row else "",
+        "latency batch 8": lambda row: f"x{row['latency_b8']:.2f}" if "latency_b8" in row else "",
+        "train s": lambda row: f"{row['train_seconds']:.0f}",
+    }
+    for measure, cell in measures.items():
+        table.add_row(measure, *(cell(row) for row in rows))
     console.print(table)
-    console.print("latency: relative to plain ResNet-20 in the same run (median of 20 interleaved rounds)")
-    cbam = load_trained(out / "attention=cbam" / "last.safetensors")[0]
-    plain_trained = load_trained(out / "attention=none" / "last.safetensors")[0]
-    written = visualise(cbam, data, out / "viz", plain=plain_trained)
-    weights = modality_experiment(data, out / "viz", seed=seed)
+    console.print("latency: relative to the plain network in the same run (median of interleaved rounds)")
+    plot_before_after(["plain", "+ SE", "+ CBAM"], [(row["start_top1"], 0.0) for row in rows],
+                      [(row["top1"], 0.0) for row in rows], out / "insertion.png",
+                      after_label=f"after {finetune_epochs} more epoch(s)",
+                      title="ResNet-20 on Fashion-MNIST: attention inserted into the trained network")
+    console.rule("3. what the inserted attention learned")
+    cbam = load_trained(out / "finetune" / rows[2]["run"] / "last.safetensors")[0]
+    plain = load_trained(out / "finetune" / rows[0]["run"] / "last.safetensors")[0]
+    written = visualise(cbam, data, out / "viz", plain=plain)
+    weights_per_modality = modality_experiment(data, out / "viz", seed=seed, train_images=modality_images)
     console.print(escape("modalities (SE over [image, edges, noise] input channels): ")
-                  + ", ".join(f"{name} {weight:.3f}" for name, weight in weights.items()))
+                  + ", ".join(f"{name} {weight:.3f}" for name, weight in weights_per_modality.items()))
     for kind, path in {**written, "mean SE weight per input modality": out / "viz" / "modalities.png",
-                       "accuracy per attention": out / "results.png"}.items():
+                       "accuracy at insertion and after fine-tuning": out / "insertion.png",
+                       "fine-tuning runs, mean ± std": out / "finetune" / "results.png"}.items():
         console.print(f"{kind}: {path}")
+    return rows

@@ -30,7 +30,8 @@ PREFIXES = ("torchvision:", "timm:")
 class ModelRecipe:
     """What model to build: ``model`` (zoo name, ``torchvision:NAME``, ``timm:NAME`` or ``module:factory``),
     ``weights`` (a file ``load_pretrained`` reads), and the attention to insert (``attention`` None: none)
-    with :func:`plugattn.attach`'s options. ``init`` None means ``identity`` with weights, ``paper`` without."""
+    with :func:`plugattn.attach`'s options. ``init`` None means ``identity`` when weights are loaded into a network
+    the attention is inserted into, ``paper`` otherwise (see :meth:`resolved_init`)."""
 
     model: str = "resnet20"
     weights: str | None = None
@@ -42,8 +43,20 @@ class ModelRecipe:
     init: str | None = None
     block_options: dict[str, Any] = field(default_factory=dict)
 
+    def carries_attention(self) -> bool:
+        """Whether the named network has the attention itself (a zoo ``se_``/``cbam_`` name): its weights hold it."""
+        if ":" in self.model:
+            return False
+        try:
+            return resolve_model_name(self.model)[1] is not None
+        except ValueError:
+            return False
+
     def resolved_init(self) -> str:
-        return self.init or ("identity" if self.weights else "paper")
+        """``init``, or by default ``identity`` when weights are loaded and the attention is inserted into their
+        network; ``paper`` without weights, and for a network whose weights hold its attention (e.g.
+        ``cbam_resnet50`` with the official CBAM weights: starting those blocks as the identity would ignore them)."""
+        return self.init or ("identity" if self.weights and not self.carries_attention() else "paper")
 
 
 # ---------------------------------------------------------------- the network as published
@@ -179,23 +192,29 @@ def set_input_channels(model: nn.Module, in_channels: int) -> str | None:
     return name
 
 
-def _match_file_classifier(model: nn.Module, weights: str) -> None:
-    """Give the model's classifier the class count of the classifier in ``weights`` (so the file loads whole)."""
-    name, module = classifier_of(model)
+def _match_file_shapes(model: nn.Module, weights: str) -> None:
+    """Give the model the class count and input channels of the network in ``weights`` (so the file loads
+    whole; both are fitted to the data afterwards)."""
     state, _ = convert_state_dict(read_state_dict(weights))
+    name, module = classifier_of(model)
     stored = state.get(f"{name}.weight")
     if stored is not None and stored.dim() == 2 and stored.shape[0] != getattr(module, "out_features", None):
         set_classes(model, stored.shape[0])
+    name, conv = first_conv(model)
+    stored = state.get(f"{name}.weight")
+    if stored is not None and stored.dim() == 4 and stored.shape[1] * conv.groups != conv.in_channels:
+        set_input_channels(model, stored.shape[1] * conv.groups)
 
 
 # ---------------------------------------------------------------- the recipe
 
 
-def build_model(recipe: ModelRecipe, *, num_classes: int, in_channels: int = 3, load_weights: bool = True
+def build_model(recipe: ModelRecipe, *, num_classes: int | None, in_channels: int = 3, load_weights: bool = True
                 ) -> tuple[nn.Module, list[str]]:
-    """The model ``recipe`` describes for ``num_classes`` classes and ``in_channels`` input channels, and notes
-    on what was done (weights loaded, what they lacked, classifier and input replaced, attention inserted and
-    how it starts). ``load_weights=False`` skips reading the weights file (a checkpoint will fill the model)."""
+    """The model ``recipe`` describes for ``num_classes`` classes (None: the classifier of the weights, or the
+    network's own) and ``in_channels`` input channels, and notes on what was done (weights loaded, what they
+    lacked, classifier and input replaced, attention inserted and how it starts). ``load_weights=False`` skips
+    reading the weights file (a checkpoint will fill the model)."""
     notes: list[str] = []
     zoo = ":" not in recipe.model
     attention = recipe.attention
@@ -205,8 +224,9 @@ def build_model(recipe: ModelRecipe, *, num_classes: int, in_channels: int = 3, 
             raise ValueError(f"model {recipe.model!r} already selects attention {prefix!r}; got attention={attention!r}")
         attention = attention or prefix
         native = attention is not None and recipe.where == "residual"  # the zoo places (and initialises) its blocks
+        own_classes = recipe.weights or num_classes is None
         model = create_model(base, in_channels=3 if recipe.weights else in_channels,
-                             num_classes=model_entry(base).default_classes if recipe.weights else num_classes,
+                             num_classes=model_entry(base).default_classes if own_classes else num_classes,
                              **_zoo_attention(recipe, attention) if native else {})
         if native:
             notes.append(_attention_note(recipe, attention))
@@ -214,13 +234,13 @@ def build_model(recipe: ModelRecipe, *, num_classes: int, in_channels: int = 3, 
     else:
         model = published_network(recipe.model)
     if recipe.weights and load_weights:
-        _match_file_classifier(model, recipe.weights)
+        _match_file_shapes(model, recipe.weights)
         report = load_pretrained(model, recipe.weights)
         notes.append(f"weights: {recipe.weights} (layout {report.layout!r}), {len(report.loaded)} tensors loaded")
     replaced = set_input_channels(model, in_channels)
     if replaced:
         notes.append(f"input: {replaced} adapted to {in_channels} channel(s)")
-    replaced = set_classes(model, num_classes)
+    replaced = set_classes(model, num_classes) if num_classes is not None else None
     if replaced:
         notes.append(f"classifier: {replaced} replaced for {num_classes} classes (newly initialised)")
     if attention is not None:

@@ -15,29 +15,14 @@ from typing import Any
 
 import torch
 
+from plugattn.profiling import measure_latency
 from plugattn.recipe import build_model as build_from_recipe
-from plugattn.training import TrainConfig, parse_value, recipe_of, train
+from plugattn.training import TrainConfig, recipe_of, train
 from plugattn.visualisation import plot_bars
 
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-SEED_KEYS = ("seed", "seeds")
 ATTENTION_FIELDS = ("reduction", "position", "stages", "where", "init")
 """Config fields that only matter with attention: a run without attention is the same run whatever they are."""
-
-
-def parse_grid(tokens: Sequence[str]) -> dict[str, list[Any]]:
-    """``["attention=none,se,cbam", "reduction=8,16", "seeds=0,1"]`` -> {key: [values]} (``seeds`` -> ``seed``;
-    ``+`` joins a list value, e.g. ``pool_types=avg+max,avg``)."""
-    grid: dict[str, list[Any]] = {}
-    for token in tokens:
-        key, sep, values = token.partition("=")
-        if not sep or not key or not values:
-            raise ValueError(f"grid entry must look like key=value1,value2; got {token!r}")
-        key = "seed" if key in SEED_KEYS else key
-        if key in grid:
-            raise ValueError(f"grid key {key!r} is given twice")
-        grid[key] = [parse_value(value) for value in values.split(",")]
-    return grid
 
 
 def expand(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -73,31 +58,61 @@ def run_name(combo: Mapping[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9_.+=-]", "_", "_".join(f"{k}={text(v)}" for k, v in combo.items())) or "run"
 
 
-def sweep(base: TrainConfig, grid: Mapping[str, Sequence[Any]], out_dir: str | pathlib.Path) -> list[dict[str, Any]]:
+def run_once(config: TrainConfig, *, label: str | None = None) -> dict[str, Any]:
+    """The summary of ``config``'s run: read when its folder holds a finished run, else trained (resumed from
+    ``last.safetensors`` when an earlier attempt was interrupted)."""
+    run_dir = pathlib.Path(config.out_dir)
+    label = label or run_dir.name
+    if (run_dir / "summary.json").exists():
+        print(f"{label}: finished earlier, skipped")
+        return json.loads((run_dir / "summary.json").read_text())
+    last = run_dir / "last.safetensors"
+    print(f"{label}: {'resuming' if last.exists() else 'training'}")
+    return train(config, resume=last if last.exists() else None)
+
+
+def with_control(grid: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """``grid`` with ``attention=none`` added when it varies attention without it: the same model without
+    attention, trained with the same budget and seeds, is what every variant is compared with."""
+    grid = {key: list(values) for key, values in grid.items()}
+    if "attention" in grid and not any(value in (None, "none") for value in grid["attention"]):
+        grid["attention"] = ["none", *grid["attention"]]
+    return grid
+
+
+def sweep(base: TrainConfig, grid: Mapping[str, Sequence[Any]], out_dir: str | pathlib.Path, *, control: bool = True,
+          latency_rounds: int = 20) -> list[dict[str, Any]]:
     """Run (or skip, when finished; or resume, when interrupted) every combination of ``grid`` on top of
-    ``base``, then write the results table and plot. Returns one row per run."""
+    ``base``, then write the results table and plot. ``control`` adds the runs without attention when the grid
+    lacks them; ``latency_rounds`` (0: skip) times each variant's forward against the control's. Returns one
+    row per run."""
+    if isinstance(latency_rounds, bool) or not isinstance(latency_rounds, int) or latency_rounds < 0:
+        raise ValueError(f"latency_rounds must be an int >= 0 (0: no timing), got {latency_rounds!r}")
     out_dir = pathlib.Path(out_dir)
+    grid = with_control(grid) if control else {key: list(values) for key, values in grid.items()}
     combos = expand(grid)
     configs = [run_config(base, combo, out_dir) for combo in combos]
     for config in configs:  # fail on a bad combination before spending time on the good ones
         config.validate()
         with torch.device("meta"):
             build_from_recipe(recipe_of(config), num_classes=2, in_channels=3, load_weights=False)
-    rows = []
+    rows, summaries = [], []
     for index, (combo, config) in enumerate(zip(combos, configs), start=1):
         run_dir = pathlib.Path(config.out_dir)
-        summary_path = run_dir / "summary.json"
-        if summary_path.exists():
-            print(f"[{index}/{len(configs)}] {run_dir.name}: finished earlier, skipped")
-            summary = json.loads(summary_path.read_text())
-        else:
-            last = run_dir / "last.safetensors"
-            print(f"[{index}/{len(configs)}] {run_dir.name}: {'resuming' if last.exists() else 'training'}")
-            summary = train(config, resume=last if last.exists() else None)
+        summary = run_once(config, label=f"[{index}/{len(configs)}] {run_dir.name}")
+        summaries.append(summary)
         rows.append({**{k: _cell(v) for k, v in combo.items()}, "top1": summary["top1"], "top5": summary["top5"],
-                     "best_top1": summary["best_top1"], "params": summary["params"], "macs": summary["macs"],
+                     "best_top1": summary["best_top1"], "start_top1": (summary.get("start_metrics") or {}).get("top1"),
+                     "params": summary["params"], "macs": summary["macs"],
                      "train_seconds": round(summary["train_seconds"], 1), "run": run_dir.name})
-    write_results(rows, list(grid), out_dir)
+    groups = group_rows(rows, list(grid))
+    if latency_rounds:
+        by_run = {pathlib.Path(config.out_dir).name: config for config in configs}
+        _add_latency(groups, [by_run[group["members"][0]] for group in groups], summaries[0], latency_rounds)
+        group_of = {name: group for group in groups for name in group["members"]}
+        for row in rows:
+            row.update({k: v for k, v in group_of[row["run"]].items() if k.startswith("latency_")})
+    write_results(rows, groups, list(grid), out_dir)
     return rows
 
 
@@ -105,8 +120,14 @@ def _cell(value: Any) -> Any:
     return "+".join(map(str, value)) if isinstance(value, list) else value
 
 
+def _is_control(group: Mapping[str, Any]) -> bool:
+    return group.get("attention") in (None, "none")
+
+
 def group_rows(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows grouped by every key but the seed: mean and sample std of top-1, with the run count."""
+    """Rows grouped by every key but the seed: run count, mean and sample std of top-1 (and of the top-1
+    before training, for runs from weights), parameters, MACs and training time; with a control group
+    (``attention=none``), each group's top-1 difference to it."""
     varying = [k for k in keys if k != "seed"]
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -114,31 +135,81 @@ def group_rows(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[d
     summary = []
     for values, members in groups.items():
         top1 = [m["top1"] for m in members]
+        start = [m["start_top1"] for m in members if m.get("start_top1") is not None]
         summary.append({**dict(zip(varying, values)), "runs": len(members), "top1_mean": statistics.fmean(top1),
                         "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
+                        "start_top1_mean": statistics.fmean(start) if start else None,
                         "params": members[0]["params"], "macs": members[0]["macs"],
-                        "train_seconds": statistics.fmean(m["train_seconds"] for m in members)})
+                        "train_seconds": statistics.fmean(m["train_seconds"] for m in members),
+                        "members": [m["run"] for m in members]})
+    control = next((group for group in summary if _is_control(group)), None)
+    for group in summary:
+        group["top1_delta"] = group["top1_mean"] - control["top1_mean"] if control else None
     return summary
 
 
-def write_results(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], out_dir: pathlib.Path) -> None:
-    """``results.csv`` (one row per run), ``results.md`` (mean ± std over seeds) and ``results.png``."""
+def _add_latency(groups: list[dict[str, Any]], configs: Sequence[TrainConfig], summary: Mapping[str, Any], rounds: int,
+                 batch_sizes: Sequence[int] = (1, 8)) -> None:
+    """``latency_b{N}``: each group's forward time over the control's (the model without attention), measured
+    interleaved in one loop on the CPU (median of ``rounds``)."""
+    shape = summary.get("input_shape")
+    if not shape:
+        return
+    control = next((c for g, c in zip(groups, configs) if _is_control(g)), None)
+    control = control or dataclasses.replace(configs[0], attention=None)
+
+    def network(config: TrainConfig) -> torch.nn.Module:
+        model, _ = build_from_recipe(recipe_of(config), num_classes=len(summary["classes"]), in_channels=shape[0],
+                                     load_weights=False)
+        return model.eval()
+
+    models = [network(config) for config in configs] + [network(control)]
+    for batch_size in batch_sizes:
+        seconds = measure_latency(models, torch.randn(batch_size, *shape), rounds=rounds)
+        for group, time in zip(groups, seconds):
+            group[f"latency_b{batch_size}"] = time / seconds[-1]
+
+
+def _relative(value: float, control: float | None) -> str:
+    return f" ({value / control - 1:+.1%})" if control else ""
+
+
+def write_results(rows: Sequence[Mapping[str, Any]], groups: Sequence[Mapping[str, Any]], keys: Sequence[str],
+                  out_dir: pathlib.Path) -> None:
+    """``results.csv`` (one row per run), ``results.md`` (one row per group: mean ± std over seeds and the
+    comparison with the control) and ``results.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with (out_dir / "results.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    groups = group_rows(rows, keys)
     varying = [k for k in keys if k != "seed"]
-    lines = ["| " + " | ".join([*varying, "runs", "top-1 (mean ± std)", "params", "MACs", "train s"]) + " |",
-             "|" + "---|" * (len(varying) + 5)]
+    control = next((group for group in groups if _is_control(group)), None)
+    latency = [name for name in ("latency_b1", "latency_b8") if any(name in group for group in groups)]
+    start = any(group["start_top1_mean"] is not None for group in groups)
+    header = [*varying, "runs", "top-1 (mean ± std)", *(["Δ top-1 vs control"] if control else []),
+              *(["top-1 before training"] if start else []), "params", "MACs",
+              *(f"latency batch {name.removeprefix('latency_b')}" for name in latency), "train s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group in groups:
-        cells = [str(group[k]) for k in varying] + [
-            str(group["runs"]), f"{group['top1_mean']:.2%} ± {group['top1_std']:.2%}",
-            f"{group['params'] / 1e6:.3f} M", f"{group['macs'] / 1e6:.2f} M", f"{group['train_seconds']:.0f}"]
+        cells = [str(group[k]) for k in varying] + [str(group["runs"]), f"{group['top1_mean']:.2%} ± {group['top1_std']:.2%}"]
+        if control:
+            cells.append("control" if group is control else f"{group['top1_delta'] * 100:+.2f} pp")
+        if start:
+            cells.append("" if group["start_top1_mean"] is None else f"{group['start_top1_mean']:.2%}")
+        reference = control if control is not None and group is not control else None
+        cells += [f"{group['params'] / 1e6:.4f} M" + _relative(group["params"], reference and reference["params"]),
+                  f"{group['macs'] / 1e6:.2f} M" + _relative(group["macs"], reference and reference["macs"])]
+        cells += [f"×{group[name]:.2f}" if name in group else "" for name in latency]
+        cells.append(f"{group['train_seconds']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
-    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+    notes = ["", f"{len(rows)} runs; ± is the sample std over seeds."]
+    if control:
+        notes.append("The control is the same model without attention, trained with the same budget and seeds.")
+    if latency:
+        notes.append("Latency: forward time over the control's, CPU, median of interleaved rounds, same process.")
+    (out_dir / "results.md").write_text("\n".join(lines + notes) + "\n")
     labels = [", ".join(str(group[k]) for k in varying) or "run" for group in groups]
     plot_bars(labels, [g["top1_mean"] for g in groups], [g["top1_std"] for g in groups], out_dir / "results.png",
-              title=f"{len(rows)} runs; error bars: std over seeds")
+              title=f"{len(rows)} runs; error bars: std over seeds", reference=control and control["top1_mean"])

@@ -55,22 +55,51 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
 
 
 def plot_bars(labels: Sequence[str], means: Sequence[float], stds: Sequence[float], path: str | os.PathLike,
-              *, ylabel: str = "test top-1 accuracy", title: str = "") -> None:
-    """One bar per configuration with ±std error bars; the y-axis zooms in on the values' range."""
+              *, ylabel: str = "test top-1 accuracy", title: str = "", reference: float | None = None,
+              reference_label: str = "control") -> None:
+    """One bar per configuration with ±std error bars, and ``reference`` (e.g. the control's mean) as a
+    dashed line; the y-axis zooms in on the values' range."""
     means, stds = np.asarray(means, dtype=float), np.nan_to_num(np.asarray(stds, dtype=float))
     figure = _figure(figsize=(max(5.0, 0.9 * len(labels) + 2), 4), dpi=100)
     axes = figure.subplots()
     positions = np.arange(len(labels))
     axes.bar(positions, means, yerr=stds, capsize=4, color=_tab10(positions))
     low, high = float((means - stds).min()), float((means + stds).max())
+    if reference is not None:
+        low, high = min(low, reference), max(high, reference)
     margin = max(0.01, (high - low) * 0.5)
     axes.set_ylim(max(0.0, low - margin), min(1.0, high + margin) if high <= 1 else high + margin)
     axes.set_xticks(positions, labels, rotation=30 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center",
                     fontsize=8)
     for x, mean in zip(positions, means):
         axes.text(x, mean, f"{mean:.4f}", ha="center", va="bottom", fontsize=8)
+    if reference is not None:
+        axes.axhline(reference, color="0.3", linestyle="--", linewidth=1, label=reference_label)
+        axes.legend(loc="lower right", fontsize=8)
     axes.set_ylabel(ylabel)
     axes.set_title(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def plot_before_after(labels: Sequence[str], before: Sequence[tuple[float, float]], after: Sequence[tuple[float, float]],
+                      path: str | os.PathLike, *, before_label: str = "at insertion", after_label: str = "after fine-tuning",
+                      ylabel: str = "test top-1 accuracy", title: str = "") -> None:
+    """Two bars per configuration, (mean, std) before and after training, with ±std error bars and values."""
+    figure = _figure(figsize=(max(5.5, 1.2 * len(labels) + 2), 4), dpi=100)
+    axes = figure.subplots()
+    positions = np.arange(len(labels))
+    for offset, pairs, name, colour in ((-0.2, before, before_label, "#9ecae1"), (0.2, after, after_label, "#3182bd")):
+        means, stds = np.asarray(pairs, dtype=float).reshape(-1, 2).T
+        axes.bar(positions + offset, means, 0.38, yerr=stds, capsize=3, color=colour, label=name)
+        for x, mean, std in zip(positions + offset, means, stds):
+            axes.text(x, mean + std + 0.01, f"{mean:.1%}", ha="center", va="bottom", fontsize=7)
+    axes.set_xticks(positions, labels, fontsize=8)
+    axes.set_ylim(0, 1.12)
+    axes.set_yticks(np.linspace(0, 1, 6))
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize=10)
+    axes.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)
     figure.tight_layout()
     figure.savefig(path)
 

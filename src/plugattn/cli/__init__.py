@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,6 +18,10 @@ from plugattn.blocks import attention_options, create_attention, find_gates, lis
 from plugattn.models import create_model, model_entry, without_attention
 from plugattn.profiling import count_macs, count_parameters
 from plugattn.profiling import profile as profile_model
+
+if TYPE_CHECKING:
+    from plugattn.data import DataBundle
+    from plugattn.training import TrainConfig
 
 app = typer.Typer(help="Plug-and-play channel and spatial attention (SE, CBAM) for PyTorch.", no_args_is_help=True)
 
@@ -88,6 +93,8 @@ WEIGHTS_OPTION = typer.Option(None, help="Weights to start from (torchvision, ti
                               "load_pretrained reads); the classifier is replaced for the data set's classes.")
 WHERE_OPTION = typer.Option("residual", help="Where attention goes: residual, a glob over module names, re:REGEX, "
                             "or comma-separated names (see plugattn.insertion_points).")
+SPEC_OPTION = typer.Option(None, "--model", help="Instead of a checkpoint: a zoo name, torchvision:NAME, timm:NAME or "
+                           "package.module:factory, with --weights.")
 INIT_OPTION = typer.Option(None, help="identity (blocks start as the exact identity) or paper; default: identity "
                            "with --weights, paper without.")
 
@@ -175,7 +182,8 @@ def _fail(error: Exception, hint: str | None = None) -> typer.Exit:
 
 
 def _train_config(**values: object) -> "TrainConfig":
-    from plugattn.training import TrainConfig, parse_int_list, parse_options
+    from plugattn.cli.parsing import parse_int_list, parse_options
+    from plugattn.training import TrainConfig
 
     values["stages"] = parse_int_list(values.pop("stages"), "--stages")
     values["milestones"] = parse_int_list(values["milestones"], "--milestones") or []
@@ -227,7 +235,8 @@ def train(
     workers: int = typer.Option(0, help="DataLoader worker processes."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     out: str = typer.Option("runs/train", help="Run folder: checkpoints, logs, summary, plots."),
-    resume: str = typer.Option(None, help="Checkpoint to continue from ('auto': OUT/last.safetensors)."),
+    resume: str = typer.Option(None, help="Checkpoint to continue from ('auto': OUT/last.safetensors when it exists, "
+                               "else start)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Train a zoo model; under `torchrun --nproc_per_node N` it trains with DDP."""
@@ -245,7 +254,8 @@ def train(
             freeze_backbone_epochs=freeze_backbone_epochs, ema=ema, precision=precision, compile=compile, channels_last=channels_last,
             clip_grad=clip_grad, seed=seed, workers=workers, device=device, out_dir=out, progress=progress,
         )
-        checkpoint = f"{out}/last.safetensors" if resume == "auto" else resume
+        last = pathlib.Path(out, "last.safetensors")
+        checkpoint = (str(last) if last.exists() else None) if resume == "auto" else resume
         summary = run_training(config, resume=checkpoint)
     except (DataError, CheckpointError, ValueError, TypeError, OSError) as error:
         raise _fail(error) from None
@@ -259,23 +269,41 @@ def train(
 
 @app.command("eval")
 def evaluate(
-    checkpoint: str = typer.Argument(..., help="A checkpoint written by `plugattn train`."),
-    dataset: str = typer.Option(None, help="Evaluate on another data set with the same classes."),
+    checkpoint: str = typer.Argument(None, help="A checkpoint written by `plugattn train` (or give --model and --weights)."),
+    model: str = SPEC_OPTION,
+    weights: str = typer.Option(None, help="With --model: the weights to evaluate (their classifier is kept)."),
+    attention: str = typer.Option(None, help="With --model: attention to insert (as the identity by default)."),
+    where: str = WHERE_OPTION,
+    init: str = INIT_OPTION,
+    reduction: int = typer.Option(16),
+    stages: str = typer.Option(None),
+    dataset: str = typer.Option(None, help="With a checkpoint: another data set with the same classes; with --model: "
+                                "the data set (its classes must be the classifier's)."),
     data_dir: str = typer.Option(None),
+    augment: str = AUGMENT_OPTION,
+    image_size: int = IMAGE_SIZE_OPTION,
     output: str = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
 ) -> None:
-    """Top-1/top-5 and per-class accuracy of a checkpoint on its test split."""
+    """Top-1/top-5 and per-class accuracy on a test split: of a training checkpoint, or of any model with its
+    published weights (--model, --weights, --dataset)."""
     import json
 
     from plugattn.checkpoint import CheckpointError
     from plugattn.data import DataError
-    from plugattn.training import evaluate_checkpoint
+    from plugattn.training import evaluate_checkpoint, evaluate_on_test
 
     try:
-        metrics = evaluate_checkpoint(checkpoint, dataset=dataset, data_dir=data_dir)
-    except (DataError, CheckpointError, ValueError) as error:
+        if model is None:
+            metrics = evaluate_checkpoint(_checkpoint_argument(checkpoint), dataset=dataset, data_dir=data_dir)
+            title = f"{checkpoint} (epoch {metrics['epoch']})"
+        else:
+            network, data = _published(checkpoint, model, weights, attention, where, init, reduction, stages, dataset,
+                                       data_dir, augment, image_size)
+            metrics = {"model": model, "weights": weights, "classes": list(data.classes), **evaluate_on_test(network, data)}
+            title = f"{model} with {weights} on {data.name}"
+    except (DataError, CheckpointError, ValueError, TypeError) as error:
         raise _fail(error) from None
-    table = Table(title=f"{checkpoint} (epoch {metrics['epoch']}): top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%}")
+    table = Table(title=f"{title}: top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%}")
     table.add_column("class")
     table.add_column("accuracy", justify="right")
     for name, accuracy in zip(metrics["classes"], metrics["per_class_accuracy"]):
@@ -283,6 +311,33 @@ def evaluate(
     Console().print(table)
     if output:
         pathlib.Path(output).write_text(json.dumps(metrics, indent=2))
+
+
+def _checkpoint_argument(checkpoint: str | None) -> str:
+    if checkpoint is None:
+        raise ValueError("give a CHECKPOINT written by `plugattn train`, or --model SPEC --weights FILE --dataset DATA")
+    return checkpoint
+
+
+def _published(checkpoint: str | None, model: str, weights: str | None, attention: str | None, where: str,
+               init: str | None, reduction: int, stages: str | None, dataset: str | None, data_dir: str | None,
+               augment: str, image_size: int | None) -> tuple[torch.nn.Module, "DataBundle"]:
+    """The network ``--model`` names with ``--weights`` as they are (attention inserted when asked), on ``--dataset``."""
+    from plugattn.cli.parsing import parse_int_list
+    from plugattn.recipe import ModelRecipe
+    from plugattn.training import load_published
+
+    if checkpoint is not None:
+        raise ValueError(f"give either a CHECKPOINT ({checkpoint!r}) or --model ({model!r}), not both")
+    if dataset is None:
+        raise ValueError("--model needs --dataset: the data set whose test split the model is run on")
+    recipe = ModelRecipe(model=model, weights=weights, attention=None if attention in (None, "none") else attention,
+                         where=where.split(",") if "," in where else where, init=init, reduction=reduction,
+                         stages=parse_int_list(stages, "--stages"))
+    network, data, notes = load_published(recipe, dataset, data_dir=data_dir, image_size=image_size, augment=augment)
+    for note in notes:
+        Console().print(f"model: {note}")
+    return network, data
 
 
 @app.command()
@@ -314,12 +369,15 @@ def sweep(
     precision: str = typer.Option("fp32"),
     workers: int = typer.Option(0),
     out: str = typer.Option("runs/sweep"),
+    control: bool = typer.Option(True, help="Add attention=none runs (same budget and seeds) when the grid lacks them."),
+    latency_rounds: int = typer.Option(20, help="Rounds timing each variant against the control (0: skip)."),
     progress: bool = typer.Option(True),
 ) -> None:
-    """Run an ablation grid (resumable: finished runs are skipped) and write results.csv/.md/.png."""
+    """Run an ablation grid (resumable: finished runs are skipped) and write results.csv/.md/.png: top-1 mean ±
+    std over seeds, its difference to the control, parameters, MACs and latency."""
     from plugattn.checkpoint import CheckpointError
     from plugattn.data import DataError
-    from plugattn.sweep import parse_grid
+    from plugattn.cli.parsing import parse_grid
     from plugattn.sweep import sweep as run_sweep
 
     try:
@@ -332,7 +390,7 @@ def sweep(
             freeze_backbone_epochs=freeze_backbone_epochs, ema=ema, train_subset=train_subset, test_subset=test_subset, precision=precision,
             workers=workers, progress=progress,
         )
-        run_sweep(base, parse_grid(grid), out)
+        run_sweep(base, parse_grid(grid), out, control=control, latency_rounds=latency_rounds)
     except (DataError, CheckpointError, ValueError, TypeError) as error:
         raise _fail(error) from None
     Console().print(pathlib.Path(out, "results.md").read_text())
@@ -343,24 +401,39 @@ def sweep(
 def demo(
     out: str = typer.Option("runs/demo", help="Where the runs, table and plots go."),
     data_dir: str = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (default: Debian's)."),
-    train_subset: int = typer.Option(30000, help="Training images per model (same subset for all)."),
-    epochs: int = typer.Option(1),
+    train_subset: int = typer.Option(30000, help="Training images per run (the same subset for all)."),
+    epochs: int = typer.Option(1, help="Epochs of the plain network before attention is inserted."),
+    finetune_epochs: int = typer.Option(1, help="Epochs after insertion (and of the plain network trained on)."),
     seed: int = typer.Option(0),
 ) -> None:
-    """The main job: ResNet-20 plain / SE / CBAM on Fashion-MNIST with the same budget and seed, compared."""
+    """The main job: train a plain ResNet-20 on Fashion-MNIST, insert SE and CBAM as the identity, fine-tune them
+    against the plain network trained on for the same budget; compare and draw what the attention learned."""
     from plugattn.data import DataError
     from plugattn.demo import run_demo
 
     try:
-        run_demo(out, data_dir=data_dir, train_subset=train_subset, epochs=epochs, seed=seed)
-    except DataError as error:
+        run_demo(out, data_dir=data_dir, train_subset=train_subset, epochs=epochs, finetune_epochs=finetune_epochs,
+                 seed=seed)
+    except (DataError, ValueError) as error:
         raise _fail(error) from None
 
 
 @app.command()
 def viz(
-    checkpoint: str = typer.Argument(..., help="Checkpoint of a model with attention, written by `plugattn train`."),
+    checkpoint: str = typer.Argument(None, help="Checkpoint of a model with attention, written by `plugattn train` "
+                                     "(or give --model, --weights and --dataset)."),
     plain: str = typer.Option(None, help="Checkpoint of the plain model, for the Grad-CAM comparison."),
+    model: str = SPEC_OPTION,
+    weights: str = typer.Option(None, help="With --model: the weights to look into (e.g. published CBAM weights)."),
+    attention: str = typer.Option(None, help="With --model: attention to insert."),
+    where: str = WHERE_OPTION,
+    init: str = INIT_OPTION,
+    reduction: int = typer.Option(16),
+    stages: str = typer.Option(None),
+    dataset: str = typer.Option(None, help="With --model: the images to look at (the classifier's classes)."),
+    data_dir: str = typer.Option(None),
+    augment: str = AUGMENT_OPTION,
+    image_size: int = IMAGE_SIZE_OPTION,
     out: str = typer.Option("runs/viz", help="Folder for the PNG files."),
     images: int = typer.Option(6, help="Test images in the spatial and Grad-CAM grids."),
     classes: str = typer.Option(None, help="Class indices for the excitation plot (default: the first four)."),
@@ -372,15 +445,20 @@ def viz(
     excitations per class and stage, and mean weights per channel group."""
     from plugattn.checkpoint import CheckpointError
     from plugattn.data import DataError
-    from plugattn.training import load_trained, parse_int_list
+    from plugattn.cli.parsing import parse_int_list
+    from plugattn.training import load_trained
     from plugattn.visualisation import visualise
 
     try:
-        model, data, _, _ = load_trained(checkpoint)
+        if model is None:
+            network, data, _, _ = load_trained(_checkpoint_argument(checkpoint))
+        else:
+            network, data = _published(checkpoint, model, weights, attention, where, init, reduction, stages, dataset,
+                                       data_dir, augment, image_size)
         plain_model = load_trained(plain)[0] if plain else None
-        written = visualise(model, data, out, plain=plain_model, images=images, samples=samples,
+        written = visualise(network, data, out, plain=plain_model, images=images, samples=samples,
                             classes=parse_int_list(classes, "--classes"), groups=groups, block=block)
-    except (DataError, CheckpointError, ValueError) as error:
+    except (DataError, CheckpointError, ValueError, TypeError) as error:
         raise _fail(error) from None
     for kind, path in written.items():
         Console().print(f"{kind}: {path}")

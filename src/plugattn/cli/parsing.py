@@ -1,0 +1,61 @@
+"""Command-line text to values: comma lists of ints, ``key=value`` block options, sweep grids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+SEED_KEYS = ("seed", "seeds")
+
+
+def parse_int_list(text: str | None, name: str) -> list[int] | None:
+    """``"3,4"`` -> [3, 4]; None or "" -> None; ``name`` is the option reported on malformed text."""
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated ints such as 3,4; got {text!r}") from None
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["kernel_size=3", "pool_types=avg+max"]`` -> block options (``+`` joins list values)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"block option must look like key=value, got {pair!r}")
+        options[key] = parse_value(value)
+    return options
+
+
+def parse_value(text: str) -> Any:
+    """Interpret a command-line value: int, float, bool, none, ``a+b`` lists, else the string."""
+    if "+" in text:
+        return [parse_value(part) for part in text.split("+")]
+    lowered = text.lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_grid(tokens: Sequence[str]) -> dict[str, list[Any]]:
+    """``["attention=none,se,cbam", "reduction=8,16", "seeds=0,1"]`` -> {key: [values]} (``seeds`` -> ``seed``;
+    ``+`` joins a list value, e.g. ``pool_types=avg+max,avg``)."""
+    grid: dict[str, list[Any]] = {}
+    for token in tokens:
+        key, sep, values = token.partition("=")
+        if not sep or not key or not values:
+            raise ValueError(f"grid entry must look like key=value1,value2; got {token!r}")
+        key = "seed" if key in SEED_KEYS else key
+        if key in grid:
+            raise ValueError(f"grid key {key!r} is given twice")
+        grid[key] = [parse_value(value) for value in values.split(",")]
+    return grid

@@ -1,0 +1,102 @@
+"""What a training run is: every setting it depends on, stored in each of its checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from plugattn.blocks import INITS
+from plugattn.data import AUGMENTATIONS
+from plugattn.recipe import ModelRecipe
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+PRECISIONS = ("fp32", "bf16", "fp16")
+ARCHITECTURE_FIELDS = ("model", "attention", "reduction", "position", "stages", "where", "init", "block_options",
+                       "dataset", "image_size")
+"""Config fields a checkpoint must agree on to be resumed or evaluated (hyper-parameters may change)."""
+
+
+@dataclass
+class TrainConfig(ModelRecipe):
+    """Everything a training run depends on — the model's recipe (the fields of
+    :class:`~plugattn.recipe.ModelRecipe`), the data and the optimisation; stored in every checkpoint."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    image_size: int | None = None
+    augment: str = "cifar"
+    download: bool = False
+    train_subset: int | None = None
+    test_subset: int | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    milestones: list[int] = field(default_factory=lambda: [30, 60, 90])
+    label_smoothing: float = 0.0
+    attention_lr_mult: float = 1.0
+    freeze_backbone_epochs: int = 0
+    ema: float | None = None
+    precision: str = "fp32"
+    compile: bool = False
+    channels_last: bool = False
+    clip_grad: float | None = None
+    seed: int = 0
+    workers: int = 0
+    device: str = "auto"
+    out_dir: str = "runs/train"
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise a clear error on values no run can use."""
+        for name in ("epochs", "batch_size", "reduction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name, value, choices in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
+                                     ("precision", self.precision, PRECISIONS)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if not self.attention_lr_mult > 0:
+            raise ValueError(f"attention_lr_mult must be > 0, got {self.attention_lr_mult}")
+        if isinstance(self.freeze_backbone_epochs, bool) or not isinstance(self.freeze_backbone_epochs, int) \
+                or self.freeze_backbone_epochs < 0:
+            raise ValueError(f"freeze_backbone_epochs must be an int >= 0, got {self.freeze_backbone_epochs!r}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"ema must be a decay in (0, 1) such as 0.999, got {self.ema}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {list(AUGMENTATIONS)}; got {self.augment!r}")
+        if self.image_size is not None and (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
+                                            or self.image_size < 1):
+            raise ValueError(f"image_size must be a positive int, got {self.image_size!r}")
+        if self.init not in (None, *INITS):
+            raise ValueError(f"init must be one of {list(INITS)} (or unset: identity with weights, paper without); "
+                             f"got {self.init!r}")
+
+    def architecture(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
+
+
+def recipe_of(config: TrainConfig) -> ModelRecipe:
+    """The model part of a run's config, as a plain recipe of its own (a deep copy)."""
+    return ModelRecipe(**{f.name: copy.deepcopy(getattr(config, f.name)) for f in dataclasses.fields(ModelRecipe)})
+
+
+def config_from_checkpoint(meta: Mapping[str, Any]) -> TrainConfig:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in meta["config"].items() if k in names})

@@ -1,0 +1,186 @@
+"""Setting a run up: where it runs (one process or DDP), its model, optimiser, schedule and precision."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from plugattn.blocks import find_attention_blocks
+from plugattn.data import BatchTransform, DataBundle, DataError, EpochTaggedSampler, FolderImages, collate_skipping
+from plugattn.recipe import build_model as build_from_recipe
+from plugattn.recipe import classifier_of
+from plugattn.training.config import TrainConfig, recipe_of
+
+@dataclass
+class Runtime:
+    """Where this process runs: device, rank and world size."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(device: str = "auto") -> Runtime:
+    """Join the process group when launched by ``torchrun`` (gloo on CPU, NCCL on CUDA)."""
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    target = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu") if device in ("auto", "cuda") else torch.device(device)
+    if target.type == "cuda":
+        torch.cuda.set_device(target)
+    return Runtime(target, rank, world_size, local_rank)
+
+
+def barrier(runtime: Runtime) -> None:
+    if runtime.world_size > 1:
+        dist.barrier()
+
+
+def build_model(config: TrainConfig, data: DataBundle, *, load_weights: bool = True) -> tuple[nn.Module, list[str]]:
+    """The run's model for ``data`` (classifier and input channels fitted) and what was done to build it;
+    ``load_weights=False`` when a checkpoint will fill it."""
+    return build_from_recipe(recipe_of(config), num_classes=data.num_classes, in_channels=data.in_channels,
+                             load_weights=load_weights)
+
+
+def subset(dataset: torch.utils.data.Dataset, size: int | None, name: str) -> torch.utils.data.Dataset:
+    if size is None or size >= len(dataset):
+        return dataset
+    if size < 1:
+        raise ValueError(f"{name} must be >= 1, got {size}")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(1234))[:size].tolist()
+    return dataset.subset(order) if isinstance(dataset, FolderImages) else Subset(dataset, order)
+
+
+def lr_factor(config: TrainConfig, steps_per_epoch: int) -> Any:
+    total = config.epochs * steps_per_epoch
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.schedule == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        if config.schedule == "step":
+            return 0.1 ** sum(step >= m * steps_per_epoch for m in config.milestones)
+        return 1.0
+
+    return factor
+
+
+def attention_parameters(model: nn.Module) -> set[int]:
+    """ids of the parameters that belong to attention blocks (zoo, attached or registered)."""
+    return {id(p) for _, block in find_attention_blocks(model) for p in block.parameters()}
+
+
+def parameter_groups(config: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """Four groups: backbone and attention (learning rate × ``attention_lr_mult``), each with weight decay on
+    weights of rank ≥ 2 only — no decay on BatchNorm scales and shifts, biases, or IdentityStart's alpha."""
+    attention = attention_parameters(model)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for parameter in model.parameters():
+        groups.setdefault((id(parameter) in attention, parameter.ndim >= 2), []).append(parameter)
+    return [{"params": params, "lr": config.lr * (config.attention_lr_mult if is_attention else 1.0),
+             "weight_decay": config.weight_decay if decays else 0.0}
+            for (is_attention, decays), params in sorted(groups.items())]
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = parameter_groups(config, model)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
+    """Freeze (or release) everything but the attention blocks and the classifier: no gradients, and the
+    backbone's BatchNorms keep their statistics (eval mode) while frozen."""
+    attention = attention_parameters(model)
+    head = {id(p) for p in classifier_of(model)[1].parameters()}
+    for parameter in model.parameters():
+        if id(parameter) not in attention and id(parameter) not in head:
+            parameter.requires_grad_(not frozen)
+    if frozen:
+        inside = {id(m) for _, block in find_attention_blocks(model) for m in block.modules()}
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and id(module) not in inside:
+                module.eval()
+
+
+def autocast_for(config: TrainConfig, device: torch.device) -> Any:
+    if config.precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    if config.precision == "fp16" and device.type == "cpu":
+        raise ValueError("precision fp16 needs CUDA; use bf16 on the CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if config.precision == "bf16" else torch.float16)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "module", model)  # DDP
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+@dataclass
+class Loaders:
+    """A run's training loader with its sampler (``set_epoch`` each epoch), and its test loader."""
+
+    train: DataLoader
+    sampler: DistributedSampler | EpochTaggedSampler
+    test: DataLoader
+
+
+def make_loaders(config: TrainConfig, data: DataBundle, runtime: Runtime) -> Loaders:
+    """Loaders over the configured subsets; each process sees its share of the training set."""
+    train_set = subset(data.train, config.train_subset, "train_subset")
+    test_set = subset(data.test, config.test_subset, "test_subset")
+    per_rank = math.ceil(len(train_set) / runtime.world_size)
+    if config.batch_size > per_rank:
+        raise DataError(f"batch_size {config.batch_size} is larger than the training set seen by each process "
+                        f"({per_rank} images of {len(train_set)} over {runtime.world_size} process(es))")
+    sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=config.seed,
+                                 drop_last=True)
+    if isinstance(train_set, FolderImages):  # streamed: each image's augmentation is seeded by (epoch, index)
+        sampler = EpochTaggedSampler(sampler, len(train_set))
+    loader = DataLoader(train_set, config.batch_size, sampler=sampler, drop_last=True, num_workers=config.workers,
+                        persistent_workers=config.workers > 0, collate_fn=collate_skipping)
+    test_loader = DataLoader(test_set, 256, shuffle=False, num_workers=config.workers, collate_fn=collate_skipping)
+    return Loaders(loader, sampler, test_loader)
+
+
+@dataclass
+class EpochContext:
+    """Everything an epoch of training touches; fixed for the whole run."""
+
+    model: nn.Module
+    """What is stepped: the model itself, or its DDP / compiled wrapper."""
+    loader: DataLoader
+    sampler: Any
+    transform: BatchTransform
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    config: TrainConfig
+    runtime: Runtime
+    autocast: Any = None
+    memory_format: torch.memory_format = torch.contiguous_format
+    ema: nn.Module | None = None
+    """An ``AveragedModel`` updated after every step, or None."""
+
+    def __post_init__(self) -> None:
+        if self.autocast is None:
+            self.autocast = autocast_for(self.config, self.runtime.device)

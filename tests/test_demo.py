@@ -1,0 +1,33 @@
+"""The demo's story on real data at a small size: a plain network trained, SE and CBAM inserted as the
+identity (its accuracy unchanged at insertion), fine-tuned against the plain network trained on, pictures."""
+
+import json
+
+import pytest
+
+from plugattn.demo import run_demo
+from tests.conftest import FASHION_MNIST
+
+
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_demo_inserts_attention_without_changing_accuracy(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the table on one line per row
+    rows = run_demo(tmp_path, train_subset=1024, test_subset=1000, modality_images=512, latency_rounds=2)
+    pretrained = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert [row["attention"] for row in rows] == ["none", "se", "cbam"]
+    for row in rows:  # the identity insertion computes what the trained network computed: same test predictions
+        assert row["start_top1"] == pytest.approx(pretrained["top1"], abs=1.5 / 1000), row
+    assert pretrained["top1"] > 0.15  # trained: above chance (10 classes), so equal accuracies are not trivial
+    assert rows[1]["params"] > rows[0]["params"] and rows[2]["macs"] > rows[0]["macs"]
+    table = (tmp_path / "finetune" / "results.md").read_text()
+    assert "control" in table and "latency batch 8" in table and "top-1 before training" in table
+    for picture in ("insertion.png", "finetune/results.png", "viz/modalities.png", "viz/spatial.png",
+                    "viz/excitation.png", "viz/gradcam.png"):
+        assert (tmp_path / picture).stat().st_size > 5000, picture
+    printed = capsys.readouterr().out
+    assert "top-1 at insertion" in printed and "+ CBAM (identity)" in printed and "latency batch 8" in printed
+    assert all(row["latency_b1"] > 0 and row["latency_b8"] > 0 for row in rows)
+
+    again = run_demo(tmp_path, train_subset=1024, test_subset=1000, modality_images=512, latency_rounds=2)
+    assert [row["top1"] for row in again] == [row["top1"] for row in rows]  # finished runs are read, not redone
+    assert "finished earlier, skipped" in capsys.readouterr().out

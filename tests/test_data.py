@@ -56,6 +56,11 @@ def test_grey_folders_and_bad_input(tmp_path):
     (root / "train" / "c2").mkdir()
     with pytest.raises(DataError, match=r"class folder .*train/c2 holds no image files"):
         load_data(f"imagefolder:{root}", image_size=16)
+    single = tmp_path / "single"
+    for split in ("train", "test"):
+        (single / split / "only").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"single/train must hold at least 2 class folders, found \['only'\]"):
+        load_data(f"imagefolder:{single}", image_size=16)
 
 
 def test_undecodable_files_are_skipped_reported_and_counted(tmp_path, capfd):

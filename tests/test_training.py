@@ -148,6 +148,18 @@ def test_a_new_run_never_overwrites_an_earlier_one(image_folder, tmp_path):
     assert (tmp_path / "fresh" / "summary.json").exists()
 
 
+def test_a_run_from_weights_measures_the_model_before_any_step_and_keeps_it_on_resume(image_folder, tmp_path):
+    plain = train(_config(image_folder, tmp_path / "plain", attention=None, epochs=1))
+    weights = str(tmp_path / "plain" / "last.safetensors")
+    first = train(_config(image_folder, tmp_path / "se", weights=weights, epochs=1))
+    assert first["start_metrics"]["top1"] == plain["top1"]  # SE inserted as the identity: same predictions
+    assert first["start_metrics"]["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+    resumed = train(_config(image_folder, tmp_path / "se", weights=weights, epochs=2),
+                    resume=tmp_path / "se" / "last.safetensors")
+    assert resumed["epochs"] == 2 and resumed["start_metrics"] == first["start_metrics"]
+    assert train(_config(image_folder, tmp_path / "scratch", epochs=1))["start_metrics"] is None
+
+
 BAD = [
     ("missing Fashion-MNIST folder", lambda tmp, folder: TrainConfig(data_dir=str(tmp / "nowhere")),
      DataError, ["train-images-idx3-ubyte.gz", "not found", "apt-get install dataset-fashion-mnist"]),

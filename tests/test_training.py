@@ -14,7 +14,7 @@ import torch
 from plugattn.checkpoint import CheckpointError, load_checkpoint, split_prefix
 from plugattn.data import DataError, load_data
 from plugattn.cli.parsing import parse_grid
-from plugattn.sweep import sweep
+from plugattn.sweep import expand, sweep
 from plugattn.training import TrainConfig, evaluate_checkpoint, train
 from tests.conftest import FASHION_MNIST, make_image_folder
 
@@ -127,6 +127,13 @@ def test_sweep_grid_mean_and_std_over_seeds_against_the_control(image_folder, tm
     assert "control" not in (tmp_path / "no-control" / "results.md").read_text()
     with pytest.raises(ValueError, match="latency_rounds must be an int >= 0"):
         sweep(base, {"attention": ["se"]}, tmp_path, latency_rounds=-1)
+
+
+def test_a_grid_without_attention_keeps_the_base_attention_and_its_options():
+    """Only a combination that sets attention=none is a control run (attention options dropped, deduplicated)."""
+    assert expand({"reduction": [2, 4], "seed": [0]}) == [{"reduction": 2, "seed": 0}, {"reduction": 4, "seed": 0}]
+    assert expand({"attention": ["none", "se"], "reduction": [2, 4]}) == [
+        {"attention": "none"}, {"attention": "se", "reduction": 2}, {"attention": "se", "reduction": 4}]
 
 
 def test_a_new_run_never_overwrites_an_earlier_one(image_folder, tmp_path):

@@ -17,7 +17,7 @@ import torch
 
 from plugattn.profiling import measure_latency
 from plugattn.recipe import build_model as build_from_recipe
-from plugattn.training import TrainConfig, recipe_of, train
+from plugattn.training import TrainConfig, train
 from plugattn.visualisation import plot_bars
 
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -25,12 +25,18 @@ ATTENTION_FIELDS = ("reduction", "position", "stages", "where", "init")
 """Config fields that only matter with attention: a run without attention is the same run whatever they are."""
 
 
+def without_attention_run(values: Mapping[str, Any]) -> bool:
+    """Whether a combination (or a group of runs) sets ``attention`` to none; one that does not set it keeps the
+    base config's attention."""
+    return "attention" in values and values["attention"] in (None, "none")
+
+
 def expand(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Every combination, dropping block options from runs without attention (they would repeat the same run)."""
     runs, seen = [], set()
     for values in itertools.product(*grid.values()):
         combo = dict(zip(grid, values))
-        if combo.get("attention") in (None, "none"):  # one control run: attention options do not apply to it
+        if without_attention_run(combo):  # one control run: attention options do not apply to it
             combo = {k: v for k, v in combo.items() if k in CONFIG_FIELDS and k not in ATTENTION_FIELDS}
             combo["attention"] = "none"
         key = json.dumps(combo, sort_keys=True)
@@ -44,7 +50,7 @@ def run_config(base: TrainConfig, combo: Mapping[str, Any], out_dir: pathlib.Pat
     """``base`` with the combination applied: config fields directly, anything else as a block option."""
     fields = {k: v for k, v in combo.items() if k in CONFIG_FIELDS}
     options = {**base.block_options, **{k: v for k, v in combo.items() if k not in CONFIG_FIELDS}}
-    if "attention" in fields and fields["attention"] == "none":
+    if without_attention_run(fields):
         fields["attention"] = None
     if "stages" in fields and fields["stages"] is not None:
         fields["stages"] = fields["stages"] if isinstance(fields["stages"], list) else [fields["stages"]]
@@ -52,10 +58,7 @@ def run_config(base: TrainConfig, combo: Mapping[str, Any], out_dir: pathlib.Pat
 
 
 def run_name(combo: Mapping[str, Any]) -> str:
-    def text(value: Any) -> str:
-        return "+".join(map(str, value)) if isinstance(value, list) else str(value)
-
-    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", "_".join(f"{k}={text(v)}" for k, v in combo.items())) or "run"
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", "_".join(f"{k}={_cell(v)}" for k, v in combo.items())) or "run"
 
 
 def run_once(config: TrainConfig, *, label: str | None = None) -> dict[str, Any]:
@@ -75,7 +78,7 @@ def with_control(grid: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
     """``grid`` with ``attention=none`` added when it varies attention without it: the same model without
     attention, trained with the same budget and seeds, is what every variant is compared with."""
     grid = {key: list(values) for key, values in grid.items()}
-    if "attention" in grid and not any(value in (None, "none") for value in grid["attention"]):
+    if "attention" in grid and not any(without_attention_run({"attention": value}) for value in grid["attention"]):
         grid["attention"] = ["none", *grid["attention"]]
     return grid
 
@@ -95,7 +98,7 @@ def sweep(base: TrainConfig, grid: Mapping[str, Sequence[Any]], out_dir: str | p
     for config in configs:  # fail on a bad combination before spending time on the good ones
         config.validate()
         with torch.device("meta"):
-            build_from_recipe(recipe_of(config), num_classes=2, in_channels=3, load_weights=False)
+            build_from_recipe(config, num_classes=2, in_channels=3, load_weights=False)
     rows, summaries = [], []
     for index, (combo, config) in enumerate(zip(combos, configs), start=1):
         run_dir = pathlib.Path(config.out_dir)
@@ -120,10 +123,6 @@ def _cell(value: Any) -> Any:
     return "+".join(map(str, value)) if isinstance(value, list) else value
 
 
-def _is_control(group: Mapping[str, Any]) -> bool:
-    return group.get("attention") in (None, "none")
-
-
 def group_rows(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
     """Rows grouped by every key but the seed: run count, mean and sample std of top-1 (and of the top-1
     before training, for runs from weights), parameters, MACs and training time; with a control group
@@ -142,7 +141,7 @@ def group_rows(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[d
                         "params": members[0]["params"], "macs": members[0]["macs"],
                         "train_seconds": statistics.fmean(m["train_seconds"] for m in members),
                         "members": [m["run"] for m in members]})
-    control = next((group for group in summary if _is_control(group)), None)
+    control = next((group for group in summary if without_attention_run(group)), None)
     for group in summary:
         group["top1_delta"] = group["top1_mean"] - control["top1_mean"] if control else None
     return summary
@@ -155,11 +154,11 @@ def _add_latency(groups: list[dict[str, Any]], configs: Sequence[TrainConfig], s
     shape = summary.get("input_shape")
     if not shape:
         return
-    control = next((c for g, c in zip(groups, configs) if _is_control(g)), None)
+    control = next((c for g, c in zip(groups, configs) if without_attention_run(g)), None)
     control = control or dataclasses.replace(configs[0], attention=None)
 
     def network(config: TrainConfig) -> torch.nn.Module:
-        model, _ = build_from_recipe(recipe_of(config), num_classes=len(summary["classes"]), in_channels=shape[0],
+        model, _ = build_from_recipe(config, num_classes=len(summary["classes"]), in_channels=shape[0],
                                      load_weights=False)
         return model.eval()
 
@@ -185,7 +184,7 @@ def write_results(rows: Sequence[Mapping[str, Any]], groups: Sequence[Mapping[st
         writer.writeheader()
         writer.writerows(rows)
     varying = [k for k in keys if k != "seed"]
-    control = next((group for group in groups if _is_control(group)), None)
+    control = next((group for group in groups if without_attention_run(group)), None)
     latency = [name for name in ("latency_b1", "latency_b8") if any(name in group for group in groups)]
     start = any(group["start_top1_mean"] is not None for group in groups)
     header = [*varying, "runs", "top-1 (mean ± std)", *(["Δ top-1 vs control"] if control else []),

@@ -23,8 +23,6 @@ from plugattn.insertion import attach
 from plugattn.models import create_model, list_models, model_entry
 from plugattn.models.zoo import resolve_model_name
 
-PREFIXES = ("torchvision:", "timm:")
-
 
 @dataclass
 class ModelRecipe:
@@ -108,18 +106,14 @@ def _factory(spec: str) -> nn.Module:
     return model
 
 
-def published_network(spec: str, *, in_channels: int = 3) -> nn.Module:
-    """The plain network ``spec`` names, with its default classifier and random weights."""
-    if not isinstance(spec, str) or not spec:
-        raise TypeError(f"model must be a non-empty str, got {spec!r}")
+def published_network(spec: str) -> nn.Module:
+    """The plain network a ``torchvision:NAME``, ``timm:NAME`` or ``package.module:factory`` spec names, with its
+    default classifier and random weights (zoo names are built by :func:`build_model` itself)."""
     if spec.startswith("torchvision:"):
         return _torchvision(spec.removeprefix("torchvision:"))
     if spec.startswith("timm:"):
         return _timm(spec.removeprefix("timm:"))
-    if ":" in spec:
-        return _factory(spec)
-    base, _ = _zoo_or_error(spec)
-    return create_model(base, in_channels=in_channels)
+    return _factory(spec)
 
 
 # ---------------------------------------------------------------- classifier and input adaptation
@@ -215,6 +209,8 @@ def build_model(recipe: ModelRecipe, *, num_classes: int | None, in_channels: in
     network's own) and ``in_channels`` input channels, and notes on what was done (weights loaded, what they
     lacked, classifier and input replaced, attention inserted and how it starts). ``load_weights=False`` skips
     reading the weights file (a checkpoint will fill the model)."""
+    if not isinstance(recipe.model, str) or not recipe.model:
+        raise TypeError(f"model must be a non-empty str, got {recipe.model!r}")
     notes: list[str] = []
     zoo = ":" not in recipe.model
     attention = recipe.attention

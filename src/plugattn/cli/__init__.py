@@ -96,7 +96,7 @@ WHERE_OPTION = typer.Option("residual", help="Where attention goes: residual, a 
 SPEC_OPTION = typer.Option(None, "--model", help="Instead of a checkpoint: a zoo name, torchvision:NAME, timm:NAME or "
                            "package.module:factory, with --weights.")
 INIT_OPTION = typer.Option(None, help="identity (blocks start as the exact identity) or paper; default: identity "
-                           "with --weights, paper without.")
+                           "when --weights are loaded and attention is inserted, else paper.")
 
 
 @app.command()
@@ -115,13 +115,14 @@ def profile(
 ) -> None:
     """Parameters, MACs (conv + linear multiply-accumulates, the papers' "FLOPs"), the attention's share, and
     latency relative to the same network without attention, measured in one run."""
+    from plugattn.cli.parsing import parse_where
     from plugattn.recipe import ModelRecipe, build_model
 
     zoo = ":" not in name
     try:
         classes = num_classes or (model_entry(name).default_classes if zoo else 1000)
         recipe = ModelRecipe(model=name, attention=attention, reduction=reduction,
-                             where=where.split(",") if "," in where else where)
+                             where=parse_where(where))
         model, _ = build_model(recipe, num_classes=classes)
     except (TypeError, ValueError) as error:
         raise typer.BadParameter(str(error), param_hint="NAME") from error
@@ -182,16 +183,15 @@ def _fail(error: Exception, hint: str | None = None) -> typer.Exit:
 
 
 def _train_config(**values: object) -> "TrainConfig":
-    from plugattn.cli.parsing import parse_int_list, parse_options
+    from plugattn.cli.parsing import parse_int_list, parse_options, parse_where
     from plugattn.training import TrainConfig
 
     values["stages"] = parse_int_list(values.pop("stages"), "--stages")
     values["milestones"] = parse_int_list(values["milestones"], "--milestones") or []
     values["block_options"] = parse_options(values.pop("option") or [])
     values["attention"] = None if values["attention"] in (None, "none") else values["attention"]
-    where = values.get("where")
-    if isinstance(where, str) and "," in where:
-        values["where"] = [name.strip() for name in where.split(",")]
+    if isinstance(values.get("where"), str):
+        values["where"] = parse_where(values["where"])
     return TrainConfig(**values)
 
 
@@ -323,7 +323,7 @@ def _published(checkpoint: str | None, model: str, weights: str | None, attentio
                init: str | None, reduction: int, stages: str | None, dataset: str | None, data_dir: str | None,
                augment: str, image_size: int | None) -> tuple[torch.nn.Module, "DataBundle"]:
     """The network ``--model`` names with ``--weights`` as they are (attention inserted when asked), on ``--dataset``."""
-    from plugattn.cli.parsing import parse_int_list
+    from plugattn.cli.parsing import parse_int_list, parse_where
     from plugattn.recipe import ModelRecipe
     from plugattn.training import load_published
 
@@ -332,7 +332,7 @@ def _published(checkpoint: str | None, model: str, weights: str | None, attentio
     if dataset is None:
         raise ValueError("--model needs --dataset: the data set whose test split the model is run on")
     recipe = ModelRecipe(model=model, weights=weights, attention=None if attention in (None, "none") else attention,
-                         where=where.split(",") if "," in where else where, init=init, reduction=reduction,
+                         where=parse_where(where), init=init, reduction=reduction,
                          stages=parse_int_list(stages, "--stages"))
     network, data, notes = load_published(recipe, dataset, data_dir=data_dir, image_size=image_size, augment=augment)
     for note in notes:

@@ -18,6 +18,11 @@ def parse_int_list(text: str | None, name: str) -> list[int] | None:
         raise ValueError(f"{name} must be comma-separated ints such as 3,4; got {text!r}") from None
 
 
+def parse_where(text: str) -> str | list[str]:
+    """``--where``: ``"layer3.0.bn2, layer4.0.bn2"`` -> a list of names; anything else (``residual``, a glob,
+    ``re:…``) as it is."""
+    return [name.strip() for name in text.split(",")] if "," in text else text
+
 def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
     """``["kernel_size=3", "pool_types=avg+max"]`` -> block options (``+`` joins list values)."""
     options: dict[str, Any] = {}

@@ -5,7 +5,7 @@ By concern: :mod:`.config` (what a run is), :mod:`.setup` (runtime, model, optim
 :mod:`.loop` (the epochs), :mod:`.records` (checkpoints and metrics), :mod:`.evaluation` (testing a model,
 reading a run back)."""
 
-from plugattn.training.config import TrainConfig, config_from_checkpoint, recipe_of
+from plugattn.training.config import TrainConfig, config_from_checkpoint
 from plugattn.training.evaluation import (
     evaluate_checkpoint,
     evaluate_model,
@@ -33,6 +33,6 @@ __all__ = [
     "EpochContext", "Loaders", "RunProgress", "Runtime", "TrainConfig", "attention_parameters", "build_model",
     "check_compatible", "config_from_checkpoint", "evaluate_checkpoint", "evaluate_model", "evaluate_on_test",
     "load_published", "load_trained", "lr_factor",
-    "make_loaders", "make_optimizer", "parameter_groups", "recipe_of", "restore_run", "save_run", "set_backbone_frozen",
+    "make_loaders", "make_optimizer", "parameter_groups", "restore_run", "save_run", "set_backbone_frozen",
     "setup_runtime", "train", "train_one_epoch",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,11 +89,6 @@ class TrainConfig(ModelRecipe):
 
     def architecture(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
-
-
-def recipe_of(config: TrainConfig) -> ModelRecipe:
-    """The model part of a run's config, as a plain recipe of its own (a deep copy)."""
-    return ModelRecipe(**{f.name: copy.deepcopy(getattr(config, f.name)) for f in dataclasses.fields(ModelRecipe)})
 
 
 def config_from_checkpoint(meta: Mapping[str, Any]) -> TrainConfig:

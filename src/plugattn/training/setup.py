@@ -16,7 +16,7 @@ from plugattn.blocks import find_attention_blocks
 from plugattn.data import BatchTransform, DataBundle, DataError, EpochTaggedSampler, FolderImages, collate_skipping
 from plugattn.recipe import build_model as build_from_recipe
 from plugattn.recipe import classifier_of
-from plugattn.training.config import TrainConfig, recipe_of
+from plugattn.training.config import TrainConfig
 
 @dataclass
 class Runtime:
@@ -53,7 +53,7 @@ def barrier(runtime: Runtime) -> None:
 def build_model(config: TrainConfig, data: DataBundle, *, load_weights: bool = True) -> tuple[nn.Module, list[str]]:
     """The run's model for ``data`` (classifier and input channels fitted) and what was done to build it;
     ``load_weights=False`` when a checkpoint will fill it."""
-    return build_from_recipe(recipe_of(config), num_classes=data.num_classes, in_channels=data.in_channels,
+    return build_from_recipe(config, num_classes=data.num_classes, in_channels=data.in_channels,
                              load_weights=load_weights)
 
 

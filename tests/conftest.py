@@ -30,6 +30,19 @@ def make_image_folder(root: pathlib.Path, classes: int = 3, train: int = 48, tes
     return root
 
 
+def trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """``model`` (in place) with the non-trivial BatchNorm scales, shifts and statistics a trained network has."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.2)
+                module.running_var.uniform_(0.5, 2)
+                module.running_mean.normal_(0, 0.2)
+    return model
+
+
 @pytest.fixture
 def image_folder(tmp_path) -> pathlib.Path:
     return make_image_folder(tmp_path / "images")

@@ -15,6 +15,7 @@ from torch import nn
 import plugattn
 from plugattn.checkpoint import CheckpointError
 from plugattn.recipe import ModelRecipe, build_model, classifier_of
+from tests.conftest import trained_like
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,14 +31,7 @@ def not_a_module():
 
 
 def _pretrained_file(model: nn.Module, path) -> str:
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.5, 1.5)
-    torch.save(model.state_dict(), path)
+    torch.save(trained_like(model, seed=1).state_dict(), path)
     return str(path)
 
 

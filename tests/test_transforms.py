@@ -21,6 +21,7 @@ from torch.func import functional_call, grad, jacrev, vmap
 
 import plugattn
 from plugattn import CBAM, SqueezeExcite, attach, create_model
+from tests.conftest import trained_like
 
 BLOCKS = {
     "se": lambda: SqueezeExcite(16, 4, bias=True),
@@ -41,14 +42,7 @@ def _block(name: str, train: bool = True) -> nn.Module:
 
 def _zoo(name: str = "cbam_resnet20", train: bool = False) -> nn.Module:
     torch.manual_seed(0)
-    model = create_model(name, reduction=4, num_classes=5)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            with torch.no_grad():
-                module.weight.uniform_(0.5, 1.5)
-                module.running_var.uniform_(0.5, 1.5)
-                module.running_mean.normal_(0, 0.1)
-    return model.train(train)
+    return trained_like(create_model(name, reduction=4, num_classes=5)).train(train)
 
 
 def _attached(train: bool = False) -> nn.Module:

@@ -11,22 +11,14 @@ from torch import nn
 import plugattn
 from plugattn import attach, create_attention, create_model, register_attention
 from plugattn.blocks import IdentityStart
+from tests.conftest import trained_like
 
 BLOCKS = ["se", "channel", "spatial", "cbam", "cbam-channel"]
 POSITIONS = ["standard", "pre", "post", "identity"]
 
 
 def _trained_like(model):
-    """Non-trivial BatchNorm statistics and scales, as a trained network has."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0, 0.2)
-                module.running_var.uniform_(0.5, 2)
-                module.running_mean.normal_(0, 0.2)
-    return model.eval()
+    return trained_like(model).eval()
 
 
 @pytest.mark.parametrize("position", POSITIONS)

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from _cifar10 import ARCHIVE, cifar10_folder
-from plugattn.data import collate_skipping, load_data
+from plugattn.data import DataBundle, collate_skipping, load_data
 from plugattn.recipe import ModelRecipe, build_model
 from plugattn.sweep import sweep
 from plugattn.training import TrainConfig, evaluate_model, train
@@ -60,9 +60,9 @@ def pretrain(config: TrainConfig) -> pathlib.Path:
 
 
 def accuracy_at_insertion(weights: pathlib.Path, attention: str | None, init: str | None, seed: int, reduction: int,
-                          first_task: str) -> float:
-    """First-task top-1 of the pretrained network with attention inserted as the fine-tuning run inserts it."""
-    data = load_data(first_task, progress=False)
+                          data: DataBundle) -> float:
+    """First-task top-1 (on ``data``) of the pretrained network with attention inserted as the fine-tuning run
+    inserts it."""
     torch.manual_seed(seed)
     recipe = ModelRecipe(model="resnet20", weights=str(weights), attention=attention, init=init, reduction=reduction)
     model, _ = build_model(recipe, num_classes=data.num_classes, in_channels=data.in_channels)
@@ -103,6 +103,7 @@ def main() -> None:
                        warmup_epochs=0.1, train_subset=args.train_subset)
     runs = sweep(base, {"attention": ["none", "se", "cbam"], "init": ["paper", "identity"], "seed": seeds},
                  args.out / "finetune")
+    first_task_data = load_data(first_task, progress=False)
     rows = []
     for run in runs:
         summary = json.loads((args.out / "finetune" / run["run"] / "summary.json").read_text())
@@ -110,7 +111,7 @@ def main() -> None:
         per_class = summary["per_class_accuracy"]
         rows.append({"attention": run["attention"], "init": run.get("init") if attention else None, "seed": run["seed"],
                      "first_task_top1_at_insertion": accuracy_at_insertion(weights, attention, run.get("init"), run["seed"],
-                                                                           args.reduction, first_task),
+                                                                           args.reduction, first_task_data),
                      "top1": summary["top1"], "top1_before_finetuning": summary["start_metrics"]["top1"],
                      "old_classes_top1": statistics.fmean(per_class[:5]), "new_classes_top1": statistics.fmean(per_class[5:]),
                      "params": summary["params"], "macs": summary["macs"], "train_seconds": summary["train_seconds"]})

@@ -21,6 +21,7 @@ from plugattn.insertion import (
     detach,
     insertion_points,
     register_residual_unit,
+    stage_ends,
 )
 from plugattn.export import export_onnx, script_model
 from plugattn.interop import LoadReport, convert_state_dict, detect_layout, load_pretrained
@@ -66,6 +67,7 @@ __all__ = [
     "profile",
     "register_attention",
     "register_residual_unit",
+    "stage_ends",
     "script_model",
     "without_attention",
 ]

@@ -5,15 +5,18 @@ No code of the model is edited and it need not be FX-traceable: a block is store
 ``layer1.0.attention``) and applied by a forward hook (or pre-hook) on the module whose output (or
 input) it gates. The model's own parameter names never change, so its pretrained weights still load.
 
-Points are of five kinds. In a residual unit plugattn recognises (torchvision and timm ResNet-family,
-MobileNetV2, ConvNeXt and EfficientNet blocks, plugattn's zoo, and any class declared with
-:func:`register_residual_unit`): ``standard`` (end of the residual branch, before the addition),
-``pre`` (start of the branch), ``post`` (after the unit) and ``identity`` (on the shortcut path). Any
-other module: ``after`` (applied to its output).
+Points are of five kinds. In a residual unit plugattn recognises (the units of every torchvision CNN
+classification family — ResNet/ResNeXt/Wide ResNet, MobileNetV2/V3, EfficientNet V1/V2, MNASNet, RegNet,
+ShuffleNetV2, ConvNeXt, MaxViT's MBConv — timm's ResNet, ResNetV2, RegNet, ConvNeXt and EfficientNet/MobileNet
+blocks, plugattn's zoo, and any class declared with :func:`register_residual_unit`): ``standard`` (end of the
+residual branch, before the addition), ``pre`` (start of the branch), ``post`` (after the unit) and
+``identity`` (on the shortcut path). Any other module: ``after`` (applied to its output); ``where="stage"``
+chooses the ``after`` points that end each stage (:func:`stage_ends`), for networks without residual units.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import re
@@ -39,14 +42,20 @@ class ResidualSpec:
 
     ``branch_start`` receives the unit's input on the residual branch only; ``branch_end`` produces the
     branch's output just before the addition; ``shortcut`` (optional) is the module on the identity path,
-    an attribute that may hold None when the shortcut is a plain identity. ``channels_from`` names a
-    submodule whose output channels are the unit's, where ``branch_end`` does not declare them.
+    an attribute that may hold None when the shortcut is a plain identity (``none_is_identity``; False where
+    None means the unit has no shortcut at all, or where the shortcut takes another tensor than the unit's
+    input, as in pre-activation units). ``channels_from`` names a submodule whose output channels are the
+    branch's, where ``branch_end`` does not declare them. ``concatenated``: the unit concatenates the branch's
+    output with an equal-width part instead of adding it (ShuffleNetV2), so it puts out twice the branch's
+    channels.
     """
 
     branch_start: str
     branch_end: str
     shortcut: str | None = None
     channels_from: str | None = None
+    none_is_identity: bool = True
+    concatenated: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,12 +84,15 @@ def register_residual_unit(
     branch_end: str,
     shortcut: str | None = None,
     channels_from: str | None = None,
+    none_is_identity: bool = True,
+    concatenated: bool = False,
 ) -> None:
     """Declare a residual unit class of your own so that ``attach(where="residual")`` finds it and every
     SENet position works on it (``identity`` needs ``shortcut``); see :class:`ResidualSpec`."""
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise TypeError(f"cls must be an nn.Module subclass, got {cls!r}")
-    _RESIDUAL_SPECS[cls] = ResidualSpec(branch_start, branch_end, shortcut, channels_from)
+    _RESIDUAL_SPECS[cls] = ResidualSpec(branch_start, branch_end, shortcut, channels_from, none_is_identity,
+                                        concatenated)
 
 
 def _load_builtin_specs() -> None:
@@ -98,23 +110,57 @@ def _load_builtin_specs() -> None:
 
 
 def _builtin_specs() -> dict[type[nn.Module], ResidualSpec]:
-    from torchvision.models import convnext, mobilenetv2, resnet
+    """The residual units of torchvision's CNN classification families and of timm's most fine-tuned ones.
+
+    "standard" is the end of the residual branch before the addition (SENet's position). Where a unit has no
+    addition: MobileNet/EfficientNet/MNASNet units without a skip (stride 2 or new width) still get the block at
+    the end of their branch, as SE-MobileNets do; ShuffleNetV2 units gate their processed half (``branch2``, the
+    end of ``branch_main`` in the official SE-ShuffleNetV2) before it is concatenated with the passed-through half
+    (stride 1) or with ``branch1`` (stride 2), and have no ``identity`` position.
+    """
+    from torchvision.models import convnext, efficientnet, maxvit, mnasnet, mobilenetv2, mobilenetv3, regnet, resnet
+    from torchvision.models import shufflenetv2
 
     specs = {
         resnet.BasicBlock: ResidualSpec("conv1", "bn2", "downsample"),
         resnet.Bottleneck: ResidualSpec("conv1", "bn3", "downsample"),
         mobilenetv2.InvertedResidual: ResidualSpec("conv", "conv"),
+        mobilenetv3.InvertedResidual: ResidualSpec("block", "block"),
+        efficientnet.MBConv: ResidualSpec("block", "block"),
+        efficientnet.FusedMBConv: ResidualSpec("block", "block"),
+        mnasnet._InvertedResidual: ResidualSpec("layers", "layers"),
+        regnet.ResBottleneckBlock: ResidualSpec("f", "f", "proj"),
+        shufflenetv2.InvertedResidual: ResidualSpec("branch2", "branch2", concatenated=True),
         convnext.CNBlock: ResidualSpec("block", "block", channels_from="block.0"),
+        maxvit.MBConv: ResidualSpec("layers", "layers", "proj"),
     }
     try:
         from timm.models import _efficientnet_blocks as timm_effnet
+        from timm.models import convnext as timm_convnext
+        from timm.models import regnet as timm_regnet
         from timm.models import resnet as timm_resnet
+        from timm.models import resnetv2 as timm_resnetv2
     except ImportError:
         return specs
-    specs[timm_resnet.BasicBlock] = ResidualSpec("conv1", "bn2", "downsample")
-    specs[timm_resnet.Bottleneck] = ResidualSpec("conv1", "bn3", "downsample")
-    specs[timm_effnet.DepthwiseSeparableConv] = ResidualSpec("conv_dw", "bn2")
-    specs[timm_effnet.InvertedResidual] = ResidualSpec("conv_pw", "bn3")
+    specs |= {
+        timm_resnet.BasicBlock: ResidualSpec("conv1", "bn2", "downsample"),
+        timm_resnet.Bottleneck: ResidualSpec("conv1", "bn3", "downsample"),
+        timm_effnet.ConvBnAct: ResidualSpec("conv", "bn1"),
+        timm_effnet.DepthwiseSeparableConv: ResidualSpec("conv_dw", "bn2"),
+        timm_effnet.InvertedResidual: ResidualSpec("conv_pw", "bn3"),  # CondConvResidual too (a subclass)
+        timm_effnet.EdgeResidual: ResidualSpec("conv_exp", "bn2"),
+        timm_effnet.UniversalInvertedResidual: ResidualSpec("dw_start", "layer_scale", channels_from="pw_proj.conv"),
+        timm_effnet.MobileAttention: ResidualSpec("norm", "layer_scale", channels_from="norm"),
+        # timm's RegNet: downsample None means no shortcut at all, nn.Identity an identity shortcut
+        timm_regnet.Bottleneck: ResidualSpec("conv1", "conv3", "downsample", "conv3.conv", none_is_identity=False),
+        timm_regnet.PreBottleneck: ResidualSpec("conv1", "conv3", "downsample", none_is_identity=False),
+        # pre-activation: the shortcut is the raw input when downsample is None, the normed one otherwise
+        timm_resnetv2.PreActBasic: ResidualSpec("conv1", "conv2", "downsample", none_is_identity=False),
+        timm_resnetv2.PreActBottleneck: ResidualSpec("conv1", "conv3", "downsample", none_is_identity=False),
+        timm_resnetv2.Bottleneck: ResidualSpec("conv1", "norm3", "downsample"),
+        # the branch ends after the layer scale (gamma), which is no module: its drop_path is the last one
+        timm_convnext.ConvNeXtBlock: ResidualSpec("conv_dw", "drop_path", "shortcut", "conv_dw"),
+    }
     return specs
 
 
@@ -171,7 +217,8 @@ def _declared_shape(module: nn.Module, side: str) -> _Shape:
         return module.out_channels, 2
     spec = residual_spec(module)
     if side == "out" and spec is not None:
-        return _declared_shape(module.get_submodule(spec.channels_from or spec.branch_end), side)
+        channels, dims = _branch_shape(module, spec)
+        return (2 * channels if spec.concatenated and channels is not None else channels), dims
     if isinstance(module, nn.Sequential):
         children = list(module) if side == "in" else list(reversed(module))
         for child in children:
@@ -179,6 +226,18 @@ def _declared_shape(module: nn.Module, side: str) -> _Shape:
             if shape[0] is not None or not isinstance(child, _CHANNEL_PRESERVING):
                 return shape
     return None, None
+
+
+def _branch_shape(unit: nn.Module, spec: ResidualSpec) -> _Shape:
+    """Channels and dims the residual branch of ``unit`` puts out, read from its definition."""
+    return _declared_shape(unit.get_submodule(spec.channels_from or spec.branch_end), "out")
+
+
+def _has_shortcut(unit: nn.Module, spec: ResidualSpec) -> bool:
+    """Whether the unit has a shortcut module to gate (or an empty one that an nn.Identity can stand for)."""
+    if spec.shortcut is None or not hasattr(unit, spec.shortcut):
+        return False
+    return getattr(unit, spec.shortcut) is not None or spec.none_is_identity
 
 
 def _static_shapes(model: nn.Module) -> dict[str, _Shape]:
@@ -196,18 +255,18 @@ def _static_shapes(model: nn.Module) -> dict[str, _Shape]:
     return shapes
 
 
-def _traced_shapes(model: nn.Module, example_input: Tensor | Sequence[Tensor]) -> dict[str, tuple[_Shape, _Shape]]:
-    """(input, output) (channels, dims) of every module that saw a tensor of rank ≥ 3 in one dry run."""
-    seen: dict[str, tuple[_Shape, _Shape]] = {}
+def _traced_shapes(model: nn.Module, example_input: Tensor | Sequence[Tensor]
+                   ) -> dict[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]]:
+    """Input and output shapes (of tensors of rank ≥ 3; None otherwise) of every module in one dry run, in the
+    order the modules first finished."""
+    seen: dict[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = {}
 
-    def shape_of(value: object) -> _Shape:
-        if isinstance(value, Tensor) and value.dim() >= 3:
-            return int(value.shape[1]), value.dim() - 2
-        return None, None
+    def shape_of(value: object) -> tuple[int, ...] | None:
+        return tuple(value.shape) if isinstance(value, Tensor) and value.dim() >= 3 else None
 
     def record(name: str) -> Callable:
         def hook(module: nn.Module, args: tuple, output: object) -> None:
-            seen.setdefault(name, (shape_of(args[0]) if args else (None, None), shape_of(output)))
+            seen.setdefault(name, (shape_of(args[0]) if args else None, shape_of(output)))
 
         return hook
 
@@ -223,6 +282,68 @@ def _traced_shapes(model: nn.Module, example_input: Tensor | Sequence[Tensor]) -
         for handle in handles:
             handle.remove()
     return seen
+
+
+def _channels_and_dims(shape: tuple[int, ...] | None) -> _Shape:
+    return (shape[1], len(shape) - 2) if shape is not None else (None, None)
+
+
+# ---------------------------------------------------------------- stages
+
+
+def _default_example(model: nn.Module) -> Tensor:
+    """A one-sample input for a dry run, shaped from the model's first convolution (224 pixels a side in 2-D)."""
+    lazy = [name for name, module in model.named_modules()
+            if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params()]
+    if lazy:
+        raise ValueError(f"where='stage' needs example_input for {type(model).__name__}: its lazy modules {lazy[:3]} "
+                         "would be initialised by a made-up sample; pass a batch of your real input size")
+    first = next((module for module in model.modules() if _own_dims(module, _CONV_DIMS) is not None), None)
+    if first is None:
+        raise ValueError(f"where='stage' needs example_input: {type(model).__name__} has no convolution from which "
+                         "to shape a sample input")
+    dims = _own_dims(first, _CONV_DIMS)
+    size = {1: 1024, 2: 224, 3: 32}[dims]
+    return torch.zeros(1, first.in_channels, *(size,) * dims, device=first.weight.device, dtype=first.weight.dtype)
+
+
+def stage_ends(model: nn.Module, example_input: Tensor | Sequence[Tensor] | None = None) -> list[str]:
+    """The module that ends each stage of ``model``, in order: where ``where="stage"`` puts its blocks.
+
+    A stage is a run of consecutive modules of the network's trunk whose outputs have one spatial size and that
+    holds a convolution; its end is the last module before the resolution changes (as BAM is placed: after
+    each stage, before the next one downsamples). The trunk is found by one dry run (``example_input``, or a
+    sample shaped from the first convolution): starting at the model, the search descends into the child that
+    holds more resolutions than the children's sequence shows (``features`` of VGG and DenseNet). For
+    torchvision's VGG these are the last ReLU of each conv block, for DenseNet each dense block (``norm5`` after
+    the last), for ResNet the stem and ``layer1``–``layer4``.
+    """
+    model = _check_model(model)
+    shapes = _traced_shapes(model, example_input if example_input is not None else _default_example(model))
+    skip = _inside_attention(model)
+    spatial = {name: out[2:] for name, (_, out) in shapes.items() if out is not None and name and name not in skip}
+
+    def levels(prefix: str) -> int:
+        return len({size for name, size in spatial.items() if name == prefix or name.startswith(f"{prefix}.")})
+
+    trunk, ran = "", []
+    while True:
+        children = {f"{trunk}.{child}" if trunk else child for child, _ in model.get_submodule(trunk).named_children()}
+        ran = [name for name in shapes if name in children]  # in the order they ran
+        deepest = max(ran, key=levels, default=None)
+        ran = [name for name in ran if name in spatial]
+        if deepest is None or levels(deepest) <= len({spatial[name] for name in ran}):
+            break
+        trunk = deepest
+    ends, run = [], []
+    for index, name in enumerate(ran):
+        run.append(name)
+        if index + 1 == len(ran) or spatial[ran[index + 1]] != spatial[name]:
+            if any(_own_dims(module, _CONV_DIMS) is not None for member in run
+                   for module in model.get_submodule(member).modules()):
+                ends.append(name)
+            run = []
+    return ends
 
 
 # ---------------------------------------------------------------- listing points
@@ -260,7 +381,8 @@ def insertion_points(model: nn.Module, example_input: Tensor | Sequence[Tensor] 
     from one dry run with ``example_input`` (which also finds the sizes of layers that do not declare them)."""
     model = _check_model(model)
     static = _static_shapes(model)
-    traced = _traced_shapes(model, example_input) if example_input is not None else {}
+    traced = {name: (_channels_and_dims(inp), _channels_and_dims(out))
+              for name, (inp, out) in _traced_shapes(model, example_input).items()} if example_input is not None else {}
     skip = _inside_attention(model)
     modules = [(name, module) for name, module in model.named_modules() if name and name not in skip]
     units = [name for name, module in modules if residual_spec(module) is not None]
@@ -277,14 +399,15 @@ def insertion_points(model: nn.Module, example_input: Tensor | Sequence[Tensor] 
             continue
         out = traced[name][1] if name in traced else _declared_shape(module, "out")
         if isinstance(module, ResidualUnit):
-            inp = (module.in_channels, out[1])
+            inp, branch = (module.in_channels, out[1]), out
         else:
-            start_name = f"{name}.{spec.branch_start}"
+            start_name, end_name = f"{name}.{spec.branch_start}", f"{name}.{spec.branch_end}"
             inp = traced[start_name][0] if start_name in traced else _declared_shape(getattr(module, spec.branch_start), "in")
+            branch = traced[end_name][1] if end_name in traced else _branch_shape(module, spec)
         for kind in POSITIONS:
-            if kind == "identity" and (spec.shortcut is None or not hasattr(module, spec.shortcut)):
+            if kind == "identity" and not _has_shortcut(module, spec):
                 continue
-            channels, dims = inp if kind == "pre" else out
+            channels, dims = {"pre": inp, "standard": branch}.get(kind, out)
             points.append(InsertionPoint(name, kind, channels, dims, type_name, stages[name]))
     return points
 
@@ -354,10 +477,18 @@ def _given_points(points: list[InsertionPoint], where: object) -> list[Insertion
     return given
 
 
-def _resolve(model: nn.Module, points: list[InsertionPoint], where: object, position: str) -> list[InsertionPoint]:
+def _resolve(model: nn.Module, points: list[InsertionPoint], where: object, position: str,
+             example_input: Tensor | Sequence[Tensor] | None) -> list[InsertionPoint]:
     given = _given_points(points, where)
     if given is not None:
         return given
+    if isinstance(where, str) and where == "stage":
+        after = {p.name: p for p in points if p.kind == "after"}
+        ends = stage_ends(model, example_input)
+        if not ends:
+            raise ValueError(f"where='stage' found no stage in {type(model).__name__}: no run of modules at one "
+                             f"resolution holds a convolution. Choose points by name, e.g. {_examples(points)}")
+        return [dataclasses.replace(after[name], stage=stage) for stage, name in enumerate(ends, 1)]
     units = [p for p in points if p.kind == position]
     candidates = {p.name: p for p in points if p.kind == "after"} | {p.name: p for p in units}
     if isinstance(where, str) and where == "residual":
@@ -371,8 +502,8 @@ def _resolve(model: nn.Module, points: list[InsertionPoint], where: object, posi
         if not units:
             raise ValueError(
                 f"where='residual' matched nothing: {type(model).__name__} has no residual unit plugattn recognises "
-                f"(at position {position!r}). Choose points by name, e.g. {_examples(points)}, or declare your "
-                "block class with plugattn.register_residual_unit"
+                f"(at position {position!r}). Choose where='stage'{_stage_hint(model, example_input)}, points by "
+                f"name, e.g. {_examples(points)}, or declare your block class with plugattn.register_residual_unit"
             )
         return units
     if isinstance(where, str):
@@ -392,6 +523,18 @@ def _resolve(model: nn.Module, points: list[InsertionPoint], where: object, posi
         return chosen
     raise TypeError(f"where must be 'residual', a glob/regex string, a list of point names or InsertionPoint objects "
                     f"from plugattn.insertion_points, got {where!r}")
+
+
+def _stage_hint(model: nn.Module, example_input: Tensor | Sequence[Tensor] | None) -> str:
+    """`` (a block after each of its N stages: [names])`` for the "matched nothing" error, when a dry run with the
+    caller's ``example_input`` finds them (no sample is made up here: a dry run can initialise lazy modules)."""
+    if example_input is None:
+        return " (a block after each stage of the network, where the resolution changes)"
+    try:
+        ends = stage_ends(model, example_input)
+    except Exception:  # the hint is optional: a model that cannot run the sample still gets the error itself
+        return " (a block after each stage of the network, where the resolution changes)"
+    return f" (a block after each of its {len(ends)} stages: [{', '.join(ends)}])" if ends else ""
 
 
 def _pattern(where: str) -> re.Pattern:
@@ -425,7 +568,9 @@ def attach(
 ) -> nn.Module:
     """Insert ``attention`` blocks into ``model`` in place and return it.
 
-    ``where``: ``"residual"`` (every recognised residual unit, at ``position``), a glob over module names
+    ``where``: ``"residual"`` (every recognised residual unit, at ``position``), ``"stage"`` (after each stage of
+    the network, where the resolution changes: :func:`stage_ends`; for networks without residual units such as
+    VGG and DenseNet; ``stages`` numbers them from 1), a glob over module names
     (``"features.*"``, ``"layer3.*.conv2"``; ``re:`` for a regex) or a list of names from
     :func:`insertion_points` — a residual unit's name uses ``position``, any other module's gets the block
     after it — or the :class:`InsertionPoint` objects :func:`insertion_points` returned (their kind and
@@ -439,11 +584,13 @@ def attach(
     model = _check_model(model)
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {', '.join(map(repr, POSITIONS))}; got {position!r}")
+    if isinstance(where, str) and where == "stage" and example_input is None:
+        example_input = _default_example(model)
     points = insertion_points(model, example_input)
-    chosen = _resolve(model, points, where, position)
+    chosen = _resolve(model, points, where, position, example_input)
     if stages is not None:
         stage_set = {stages} if isinstance(stages, int) else set(stages)
-        available = sorted({p.stage for p in points if p.stage is not None})
+        available = sorted({p.stage for p in (chosen if where == "stage" else points) if p.stage is not None})
         if not stage_set or not stage_set <= set(available):
             raise ValueError(f"stages must be a non-empty selection of {available} for this model; got {stages!r}")
         chosen = [p for p in chosen if p.stage in stage_set]

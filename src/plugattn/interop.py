@@ -28,6 +28,7 @@ one the layout describes. Nothing is ever unpickled beyond plain tensors (``weig
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pathlib
@@ -391,7 +392,11 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike | Mapping[str, T
                               f"{fit.reason()}; pass strict=False to load what fits")
     report = LoadReport(layout, loaded=[k for k in converted if k in own], missing=fit.missing_attention + fit.missing,
                         unexpected=fit.unexpected, architecture=architecture)
-    model.load_state_dict({k: v for k, v in converted.items() if k in own}, strict=False)
+    selected = collections.OrderedDict((k, v) for k, v in converted.items() if k in own)
+    # Module versions: safetensors files carry none and the state dict is rebuilt, so modules that check theirs on
+    # load (torchvision's MNASNet refuses None) get the model's own — the weights are this architecture's, checked.
+    selected._metadata = getattr(model.state_dict(keep_vars=True), "_metadata", None)
+    model.load_state_dict(selected, strict=False)
     return report
 
 

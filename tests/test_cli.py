@@ -1,5 +1,8 @@
 """The command line, run in-process through Typer's test runner."""
 
+import importlib
+
+import pytest
 from typer.testing import CliRunner
 
 from plugattn.blocks import list_attention
@@ -28,3 +31,42 @@ def test_blocks_rejects_a_malformed_shape():
     result = runner.invoke(app, ["blocks", "--shape", "64xab"])
     assert result.exit_code != 0
     assert "--shape" in result.output and "64xab" in result.output
+
+
+BRACKETED = "where matched nothing; choose [features, features.0, …] or [bold]not markup[/bold] (see [link])"
+"""A message with bracketed lists and rich-markup look-alikes: every error path must print it verbatim."""
+
+
+def _raise(*args, **kwargs):
+    raise ValueError(BRACKETED)
+
+
+@pytest.mark.parametrize(("command", "patched"), [
+    (["train", "--epochs", "1"], "plugattn.training.train"),
+    (["eval", "ckpt.safetensors"], "plugattn.training.evaluate_checkpoint"),
+    (["sweep", "attention=none,se"], "plugattn.sweep.sweep"),
+    (["demo"], "plugattn.demo.run_demo"),
+    (["viz", "ckpt.safetensors"], "plugattn.training.load_trained"),
+    (["export", "FILE", "--onnx", "x.onnx"], "plugattn.training.load_trained"),
+    (["convert", "a.pth", "b.safetensors"], "plugattn.interop.convert_file"),
+])
+def test_error_messages_reach_the_terminal_whole(command, patched, monkeypatch, tmp_path):
+    module, _, name = patched.rpartition(".")
+    monkeypatch.setattr(importlib.import_module(module), name, _raise)
+    existing = tmp_path / "model.safetensors"
+    existing.write_bytes(b"x")
+    command = [str(existing) if part == "FILE" else part for part in command]
+    result = runner.invoke(app, command, env={"COLUMNS": "1000"})
+    assert result.exit_code == 2, result.output
+    assert f"error: {BRACKETED}" in result.output
+
+
+def test_parameter_errors_keep_their_brackets():
+    """typer prints BadParameter in a panel (wrapped to the terminal): the bracketed example names survive."""
+    result = runner.invoke(app, ["profile", "torchvision:vgg11", "--attention", "se", "--no-latency"],
+                           env={"COLUMNS": "120"})
+    assert result.exit_code == 2
+    text = "".join(line.strip().strip("│╭╮╰╯─").strip() for line in result.output.splitlines())
+    assert "".join("e.g. [features, features.0, features.1,".split()) in "".join(text.split())
+    assert "".join("where='stage' (a block after each of its 5 stages: [features.1, features.4,".split()) in \
+        "".join(text.split())

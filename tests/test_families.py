@@ -2,16 +2,21 @@
 ones, every registered block at every position their units offer — shapes, identity insertion, detach — and the
 stage placement for networks without residual units (VGG, DenseNet, a user's plain stack)."""
 
+import json
+
 import pytest
 import timm
 import torch
 import torchvision
 from timm.models import resnetv2
 from torch import nn
+from typer.testing import CliRunner
 
 from plugattn import attach, detach, insertion_points, list_attention, stage_ends
+from plugattn.checkpoint import load_checkpoint
+from plugattn.cli import app
 from plugattn.insertion import attached_blocks
-from tests.conftest import trained_like
+from tests.conftest import make_image_folder, trained_like
 
 TORCHVISION = {  # family: (model, unit classes its default insertion must find)
     "mobilenet_v3": ("mobilenet_v3_small", {"InvertedResidual"}),
@@ -179,3 +184,28 @@ def test_a_users_plain_stack_gets_stages_and_lazy_modules_need_a_sample():
     lazy = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
     with pytest.raises(ValueError, match="where='stage' needs example_input .*lazy modules"):
         attach(lazy, "se", "stage")
+
+
+FINE_TUNED = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "efficientnet_v2_s", "mnasnet0_5",
+              "regnet_y_400mf", "shufflenet_v2_x0_5", "convnext_tiny", "vgg11", "densenet121"]
+
+
+@pytest.mark.parametrize("name", FINE_TUNED)
+def test_cli_fine_tunes_every_family_from_a_weights_file(name, tmp_path):
+    """`plugattn train --model torchvision:NAME --weights FILE --attention cbam` with the default where (stage
+    placement for VGG and DenseNet), the weights' preprocessing (ImageNet statistics), CBAM starting as the identity."""
+    folder = make_image_folder(tmp_path / "images", train=8, test=4)
+    weights = tmp_path / f"{name}.pth"
+    torch.save(torchvision.models.get_model(name, num_classes=3).state_dict(), weights)
+    where = ["--where", "stage"] if name in ("vgg11", "densenet121") else []
+    result = CliRunner().invoke(app, ["train", "--model", f"torchvision:{name}", "--weights", str(weights),
+                                      "--attention", "cbam", *where, "--dataset", f"imagefolder:{folder}",
+                                      "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--lr", "0.01",
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "starting as the exact identity" in result.output and f"torchvision {name} weights" in result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["start_metrics"]["top1"] >= 0 and summary["epochs"] == 1
+    blocks = [key for key in load_checkpoint(tmp_path / "run" / "last.safetensors")[0] if key.endswith(".alpha")]
+    assert len(blocks) == (5 if where else len([p for p in insertion_points(torchvision.models.get_model(name))
+                                                if p.kind == "standard"]))

@@ -126,6 +126,12 @@ def test_cli_fine_tunes_a_torchvision_network_then_resumes_evaluates_draws_and_e
     exported = _cli("export", str(out / "last.safetensors"), "--onnx", str(tmp_path / "m.onnx"))
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert "ONNX Runtime vs PyTorch" in exported.stdout
+    import onnx  # the preprocessing the weights were trained with travels with the exported model
+
+    props = {prop.key: prop.value for prop in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    recorded = __import__("json").loads(props["plugattn.preprocessing"])
+    preset = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
+    assert recorded["mean"] == list(preset.mean) and (recorded["crop_size"], recorded["resize_size"]) == (64, 73)
 
 
 def test_first_run_logs_how_the_model_was_built(image_folder, tmp_path):

@@ -72,6 +72,41 @@ def test_kill_and_resume_equals_the_uninterrupted_run_bit_for_bit(image_folder, 
         assert torch.equal(final_whole[name], final_cut[name]), name
 
 
+def _same_checkpoints(whole: pathlib.Path, cut: pathlib.Path) -> None:
+    final_whole, meta_whole = load_checkpoint(whole / "last.safetensors")
+    final_cut, meta_cut = load_checkpoint(cut / "last.safetensors")
+    assert meta_cut["epoch"] == meta_whole["epoch"] and meta_cut["history"][-1]["train_loss"] == \
+        meta_whole["history"][-1]["train_loss"]
+    assert final_whole.keys() == final_cut.keys() and "rng.cpu" in final_whole
+    assert any(name.startswith("ema.") for name in final_whole)
+    different = [name for name in final_whole if not torch.equal(final_whole[name], final_cut[name])]
+    assert not different, f"{len(different)} of {len(final_whole)} tensors differ, e.g. {different[:5]}"
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_killed_inside_an_epoch_a_model_with_dropout_resumes_to_the_same_checkpoint(processes, tmp_path):
+    """MobileNetV2 (Dropout(0.2) before its classifier) with SE, DataLoader workers and EMA, SIGKILLed in the middle
+    of epoch 2 and resumed: every tensor of the final checkpoint — weights, optimiser, EMA, RNG state — equals the
+    uninterrupted run's, in one process and with two gloo ranks (each drawing its own dropout masks)."""
+    folder = make_image_folder(tmp_path / "images", train=32, test=8)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"] \
+        if processes == 2 else None
+    batch = 16 // processes
+    common = ["train", "--model", "torchvision:mobilenet_v2", "--attention", "se", "--reduction", "4", "--dataset",
+              f"imagefolder:{folder}", "--epochs", "2", "--batch-size", str(batch), "--lr", "0.05", "--workers", "2",
+              "--ema", "0.9", "--no-progress"]
+    steps = 96 // (batch * processes)
+    whole = _cli(*common, "--out", str(tmp_path / "whole"), launcher=launcher)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = _cli(*common, "--out", str(tmp_path / "cut"), launcher=launcher,
+                  env={"PLUGATTN_FAULT_KILL_AT_STEP": str(steps + 2)})  # two steps into epoch 2
+    assert killed.returncode != 0
+    assert load_checkpoint(tmp_path / "cut" / "last.safetensors")[1]["epoch"] == 1
+    resumed = _cli(*common, "--out", str(tmp_path / "cut"), "--resume", "auto", launcher=launcher)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _same_checkpoints(tmp_path / "whole", tmp_path / "cut")
+
+
 def test_torchrun_two_processes_on_gloo(image_folder, tmp_path):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
     result = _cli("train", "--dataset", f"imagefolder:{image_folder}", "--attention", "se", "--reduction", "4",

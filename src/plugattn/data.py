@@ -16,6 +16,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -222,22 +223,38 @@ def _image_mode(files: Sequence[tuple[pathlib.Path, int]]) -> str:
     return "L"
 
 
-def _fit(image: Tensor, image_size: int | None) -> Tensor:
-    """Shorter side to ``image_size``, then the centre square: no aspect-ratio distortion."""
-    from torchvision.transforms.v2.functional import center_crop, resize
+@dataclass(frozen=True)
+class Geometry:
+    """How an image is brought to the network's input size: the shorter side resized to ``resize`` (default
+    ``size``) with ``interpolation`` (antialiased), then the centre ``size`` square; ``size`` None keeps the image."""
 
-    if image_size is None:
-        return image
-    return center_crop(resize(image, [image_size], antialias=True), [image_size, image_size])
+    size: int | None = None
+    resize: int | None = None
+    interpolation: str = "bilinear"
+
+    def fit(self, image: Tensor) -> Tensor:
+        """The evaluation transform: no aspect-ratio distortion."""
+        from torchvision.transforms.v2.functional import center_crop, resize
+
+        if self.size is None:
+            return image
+        return center_crop(resize(image, [self.resize or self.size], interpolation=self.mode, antialias=True),
+                           [self.size, self.size])
+
+    @property
+    def mode(self) -> Any:
+        from torchvision.transforms import InterpolationMode
+
+        return InterpolationMode(self.interpolation)
 
 
-def _decode_folder(files: Sequence[tuple[pathlib.Path, int]], mode: str, image_size: int | None,
+def _decode_folder(files: Sequence[tuple[pathlib.Path, int]], mode: str, geometry: Geometry,
                    progress: bool, split: str) -> tuple[Tensor, Tensor]:
     tqdm = require("tqdm", "train").tqdm
 
     images, labels, sizes = [], [], {}
     for path, label in tqdm(files, desc=f"decoding {split}", unit="img", disable=not progress, leave=False):
-        image = _fit(_open(path, mode), image_size)
+        image = geometry.fit(_open(path, mode))
         sizes.setdefault(tuple(image.shape[1:]), path)
         if len(sizes) > 1:
             (first, first_path), (other, other_path) = list(sizes.items())[:2]
@@ -268,15 +285,15 @@ class EpochTaggedSampler(torch.utils.data.Sampler):
 
 
 class FolderImages(Dataset):
-    """Images streamed from disk: each item decoded, transformed to ``image_size`` (``train``: the augmentation's
+    """Images streamed from disk: each item decoded, transformed to ``geometry.size`` (``train``: the augmentation's
     random part drawn from a generator seeded by (epoch, index), as :class:`EpochTaggedSampler` tags it, so it
-    touches no global RNG; else Resize + CenterCrop)
+    touches no global RNG; else Resize + CenterCrop as ``geometry`` says)
     and returned as uint8 (C, S, S). An undecodable file gives None (the loader's :func:`collate_skipping`
     drops it and counts it) and is reported once on stderr, by path."""
 
-    def __init__(self, files: Sequence[tuple[pathlib.Path, int]], mode: str, image_size: int, augment: str,
+    def __init__(self, files: Sequence[tuple[pathlib.Path, int]], mode: str, geometry: Geometry, augment: str,
                  train: bool, seed: int = 0) -> None:
-        self.files, self.mode, self.image_size = list(files), mode, image_size
+        self.files, self.mode, self.geometry = list(files), mode, geometry
         self.augment, self.train, self.seed = augment, train, seed
         self.labels = torch.tensor([label for _, label in self.files])
 
@@ -285,21 +302,19 @@ class FolderImages(Dataset):
 
     def subset(self, indices: Sequence[int]) -> "FolderImages":
         """The same stream over the files at ``indices`` (epoch tags then count within the subset)."""
-        return FolderImages([self.files[i] for i in indices], self.mode, self.image_size, self.augment, self.train,
+        return FolderImages([self.files[i] for i in indices], self.mode, self.geometry, self.augment, self.train,
                             self.seed)
 
     def _transform(self, image: Tensor, generator: torch.Generator) -> Tensor:
         from torchvision.transforms.v2 import functional
 
-        size = self.image_size
+        geometry = self.geometry
         if self.train and self.augment == "imagenet":
             top, left, height, width = random_resized_crop(image.shape[-2], image.shape[-1], generator)
-            image = functional.resized_crop(image, top, left, height, width, [size, size], antialias=True)
+            image = functional.resized_crop(image, top, left, height, width, [geometry.size] * 2,
+                                            interpolation=geometry.mode, antialias=True)
             return functional.horizontal_flip(image) if torch.rand((), generator=generator) < 0.5 else image
-        if self.augment == "imagenet":
-            image = functional.resize(image, [int(round(size / 0.875))], antialias=True)
-            return functional.center_crop(image, [size, size])
-        return _fit(image, size)
+        return geometry.fit(image)
 
     def __getitem__(self, tagged: int) -> tuple[Tensor, int] | None:
         index = tagged % len(self.files)
@@ -355,12 +370,12 @@ def collate_skipping(items: Sequence[tuple[Tensor, int] | None]) -> SkippingBatc
     return batch
 
 
-def _statistics(files: Sequence[tuple[pathlib.Path, int]], mode: str, image_size: int) -> tuple[tuple[float, ...], ...]:
+def _statistics(files: Sequence[tuple[pathlib.Path, int]], mode: str, geometry: Geometry) -> tuple[tuple[float, ...], ...]:
     step = max(1, len(files) // STATISTICS_SAMPLE)
     sample = []
     for path, _ in files[::step][:STATISTICS_SAMPLE]:
         try:
-            sample.append(_fit(_open(path, mode), image_size).float().div_(255))
+            sample.append(geometry.fit(_open(path, mode)).float().div_(255))
         except DataError:
             continue  # reported when training meets it
     if not sample:
@@ -371,13 +386,16 @@ def _statistics(files: Sequence[tuple[pathlib.Path, int]], mode: str, image_size
 
 
 def load_image_folder(path: str | os.PathLike, *, image_size: int | None = None, augment: str = "cifar",
-                      progress: bool = True, seed: int = 0) -> DataBundle:
+                      progress: bool = True, seed: int = 0, resize_size: int | None = None,
+                      interpolation: str = "bilinear") -> DataBundle:
     """A class-per-folder tree: ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (``val`` also accepted),
     grey or RGB. Small folders (≤ :data:`CACHE_LIMIT` training images, ``augment`` cifar or none) are decoded once
     into memory and cached on disk; their images must share one size unless ``image_size`` is given (shorter
     side resized, then centre-cropped), and an undecodable file is an error naming it. Larger folders and
     ``augment="imagenet"`` stream from disk through DataLoader workers (``image_size`` required; undecodable
-    files are skipped, reported by path and counted in the run log)."""
+    files are skipped, reported by path and counted in the run log). Evaluation images (and, cached, every image)
+    have their shorter side resized to ``resize_size`` (default: ``image_size``, or ``image_size / 0.875`` with
+    ``augment="imagenet"``) with ``interpolation``, then the centre square cropped."""
     if augment not in AUGMENTATIONS:
         raise DataError(f"augment must be one of {list(AUGMENTATIONS)}; got {augment!r}")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
@@ -399,18 +417,21 @@ def load_image_folder(path: str | os.PathLike, *, image_size: int | None = None,
         if image_size is None:
             raise DataError(f"imagefolder {root} streams from disk ({len(train_files)} training images, augment "
                             f"{augment!r}): pass --image-size (e.g. 224)")
-        mean, std = _statistics(train_files, mode, image_size)
-        return DataBundle(f"imagefolder:{root}", FolderImages(train_files, mode, image_size, augment, True, seed),
-                          FolderImages(test_files, mode, image_size, augment, False, seed), classes, mean, std,
+        geometry = Geometry(image_size, resize_size or (int(round(image_size / 0.875)) if augment == "imagenet" else None),
+                            interpolation)
+        mean, std = _statistics(train_files, mode, geometry)
+        return DataBundle(f"imagefolder:{root}", FolderImages(train_files, mode, geometry, augment, True, seed),
+                          FolderImages(test_files, mode, geometry, augment, False, seed), classes, mean, std,
                           (image_size, image_size), 4 if augment == "cifar" else 0, batch_flip=augment == "cifar")
-    cache = _image_folder_cache(root, f"{mode}-{image_size}")
+    geometry = Geometry(image_size, resize_size, interpolation)
+    cache = _image_folder_cache(root, f"{mode}-{image_size}" + (f"-{resize_size}-{interpolation}" if resize_size else ""))
     if cache.exists():
         from safetensors.torch import load_file
 
         tensors = load_file(str(cache))
     else:
-        train_x, train_y = _decode_folder(train_files, mode, image_size, progress, "train")
-        test_x, test_y = _decode_folder(test_files, mode, image_size, progress, test_name)
+        train_x, train_y = _decode_folder(train_files, mode, geometry, progress, "train")
+        test_x, test_y = _decode_folder(test_files, mode, geometry, progress, test_name)
         if train_x.shape[1:] != test_x.shape[1:]:
             raise DataError(f"{root / test_name} images are {tuple(test_x.shape[2:])}, the training images "
                             f"{tuple(train_x.shape[2:])}; pass --image-size to bring both to one size")
@@ -429,12 +450,14 @@ def load_image_folder(path: str | os.PathLike, *, image_size: int | None = None,
 
 
 def load_data(dataset: str, data_dir: str | os.PathLike | None = None, *, download: bool = False,
-              progress: bool = True, image_size: int | None = None, augment: str = "cifar", seed: int = 0) -> DataBundle:
-    """Load ``dataset``: ``fashion-mnist``, ``cifar10``, ``cifar100`` or ``imagefolder:PATH`` (``image_size``
-    and ``augment``: see :func:`load_image_folder`; the built-in sets take ``augment`` cifar or none)."""
+              progress: bool = True, image_size: int | None = None, augment: str = "cifar", seed: int = 0,
+              resize_size: int | None = None, interpolation: str = "bilinear") -> DataBundle:
+    """Load ``dataset``: ``fashion-mnist``, ``cifar10``, ``cifar100`` or ``imagefolder:PATH`` (``image_size``,
+    ``augment``, ``resize_size`` and ``interpolation``: see :func:`load_image_folder`; the built-in sets take
+    ``augment`` cifar or none, at their own size)."""
     if dataset.startswith("imagefolder:"):
         return load_image_folder(dataset.partition(":")[2], image_size=image_size, augment=augment,
-                                 progress=progress, seed=seed)
+                                 progress=progress, seed=seed, resize_size=resize_size, interpolation=interpolation)
     if dataset not in ("fashion-mnist", *_CIFAR):
         raise DataError(f"dataset must be one of {', '.join(DATASETS)}; got {dataset!r}")
     if augment not in ("cifar", "none") or image_size is not None:

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
@@ -81,7 +80,7 @@ def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = No
     Returns the fine-tuning runs' rows (see :func:`plugattn.sweep.sweep`)."""
     out = pathlib.Path(out)
     data = load_fashion_mnist(data_dir)
-    console = Console()
+    console = Console(markup=False, highlight=False)  # messages verbatim: brackets are text, not markup
     common = dict(model="resnet20", dataset="fashion-mnist", data_dir=data_dir, batch_size=128, train_subset=train_subset,
                   test_subset=test_subset, reduction=4, seed=seed, progress=True)
     console.rule(f"1. a plain ResNet-20 trained on Fashion-MNIST ({train_subset} images x {epochs} epoch(s))")
@@ -121,7 +120,7 @@ def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = No
     plain = load_trained(out / "finetune" / rows[0]["run"] / "last.safetensors")[0]
     written = visualise(cbam, data, out / "viz", plain=plain)
     weights_per_modality = modality_experiment(data, out / "viz", seed=seed, train_images=modality_images)
-    console.print(escape("modalities (SE over [image, edges, noise] input channels): ")
+    console.print("modalities (SE over [image, edges, noise] input channels): "
                   + ", ".join(f"{name} {weight:.3f}" for name, weight in weights_per_modality.items()))
     for kind, path in {**written, "mean SE weight per input modality": out / "viz" / "modalities.png",
                        "accuracy at insertion and after fine-tuning": out / "insertion.png",

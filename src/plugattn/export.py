@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,10 +24,12 @@ class OnnxReport:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int], *, opset: int = DEFAULT_OPSET,
-                verify_batches: Sequence[int] = (1, 4), dynamo: bool = True) -> OnnxReport:
+                verify_batches: Sequence[int] = (1, 4), dynamo: bool = True,
+                metadata: Mapping[str, str] | None = None) -> OnnxReport:
     """Export ``model`` (inputs of ``input_shape`` = C, H, W, e.g. the natural 3×224×224 of ImageNet nets) with
     a dynamic batch dimension, check the file with ``onnx.checker`` and compare ONNX Runtime's outputs with
-    PyTorch's at each of ``verify_batches``. ``dynamo=False`` uses the legacy TorchScript-based exporter."""
+    PyTorch's at each of ``verify_batches``. ``dynamo=False`` uses the legacy TorchScript-based exporter.
+    ``metadata`` goes into the file's ``metadata_props`` (e.g. the input preprocessing a deployment must apply)."""
     from plugattn.extras import require
 
     onnx = require("onnx", "export")
@@ -45,7 +47,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     else:
         torch.onnx.export(model, (example,), str(path), opset_version=opset, dynamo=False, input_names=["input"],
                           output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    exported = onnx.load(str(path))
+    if metadata:
+        onnx.helper.set_model_props(exported, {**{p.key: p.value for p in exported.metadata_props}, **metadata})
+        onnx.save(exported, str(path))
+    onnx.checker.check_model(exported, full_check=True)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     differences = {}

@@ -22,6 +22,7 @@ from plugattn.interop import convert_state_dict, load_pretrained, read_state_dic
 from plugattn.insertion import attach
 from plugattn.models import create_model, list_models, model_entry
 from plugattn.models.zoo import resolve_model_name
+from plugattn.preprocessing import parse_normalize
 
 
 @dataclass
@@ -29,7 +30,11 @@ class ModelRecipe:
     """What model to build: ``model`` (zoo name, ``torchvision:NAME``, ``timm:NAME`` or ``module:factory``),
     ``weights`` (a file ``load_pretrained`` reads), and the attention to insert (``attention`` None: none)
     with :func:`plugattn.attach`'s options. ``init`` None means ``identity`` when weights are loaded into a network
-    the attention is inserted into, ``paper`` otherwise (see :meth:`resolved_init`)."""
+    the attention is inserted into, ``paper`` otherwise (see :meth:`resolved_init`). ``normalize``: how inputs are
+    normalised — ``"weights"`` (the statistics, and for image folders the evaluation resize, crop and
+    interpolation, the weights were trained with: :func:`plugattn.preprocessing.weights_preprocessing`),
+    ``"dataset"`` (the data set's own), ``"MEAN,STD"`` numbers or a (mean, std) pair; None means ``weights`` when
+    weights are loaded, else ``dataset``."""
 
     model: str = "resnet20"
     weights: str | None = None
@@ -40,6 +45,7 @@ class ModelRecipe:
     where: str | list[str] = "residual"
     init: str | None = None
     block_options: dict[str, Any] = field(default_factory=dict)
+    normalize: str | list | None = None
 
     def carries_attention(self) -> bool:
         """Whether the named network has the attention itself (a zoo ``se_``/``cbam_`` name): its weights hold it."""
@@ -49,6 +55,16 @@ class ModelRecipe:
             return resolve_model_name(self.model)[1] is not None
         except ValueError:
             return False
+
+    def normalize_mode(self) -> str | tuple[tuple[float, ...], tuple[float, ...]]:
+        """``normalize`` resolved: ``"weights"``, ``"dataset"`` or a (mean, std) pair; ``weights`` without weights
+        is an error naming both."""
+        given = parse_normalize(self.normalize)
+        mode = given or ("weights" if self.weights else "dataset")
+        if mode == "weights" and not self.weights:
+            raise ValueError("normalize='weights' needs weights to take the statistics from, got weights=None; use "
+                             "normalize='dataset' or MEAN,STD numbers")
+        return mode
 
     def resolved_init(self) -> str:
         """``init``, or by default ``identity`` when weights are loaded and the attention is inserted into their

@@ -13,6 +13,7 @@ typer = require("typer", "cli")
 require("rich", "cli")
 from rich.console import Console  # noqa: E402  (after the check that names the extra)
 from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
 
 from plugattn.blocks import attention_options, create_attention, find_gates, list_attention
 from plugattn.models import create_model, model_entry, without_attention
@@ -24,6 +25,11 @@ if TYPE_CHECKING:
     from plugattn.training import TrainConfig
 
 app = typer.Typer(help="Plug-and-play channel and spatial attention (SE, CBAM) for PyTorch.", no_args_is_help=True)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that prints text verbatim: no rich markup, so bracketed lists and paths in messages survive."""
+    return Console(stderr=stderr, markup=False, highlight=False)
 
 
 def parse_shape(text: str, *, argument: str) -> tuple[int, ...]:
@@ -83,7 +89,7 @@ def blocks(
             _summarise(recorded["channel"]) if "channel" in recorded else "-",
             _summarise(recorded["spatial"]) if "spatial" in recorded else "-",
         )
-    Console().print(table)
+    console().print(table)
 
 
 # Model options shared by `profile`, `train` and `sweep`.
@@ -97,6 +103,10 @@ SPEC_OPTION = typer.Option(None, "--model", help="Instead of a checkpoint: a zoo
                            "package.module:factory, with --weights.")
 INIT_OPTION = typer.Option(None, help="identity (blocks start as the exact identity) or paper; default: identity "
                            "when --weights are loaded and attention is inserted, else paper.")
+NORMALIZE_OPTION = typer.Option(None, help="weights (the statistics, and for image folders the eval resize/crop and "
+                                "interpolation, the weights were trained with), dataset (the data set's own) or "
+                                "MEAN,STD numbers (2, or C means then C stds); default: weights when --weights are "
+                                "given, else dataset.")
 
 
 @app.command()
@@ -150,9 +160,9 @@ def profile(
             f"{report.latency_ms[batch_size]:.1f} ms vs {report.baseline_latency_ms[batch_size]:.1f} ms plain "
             f"(x{report.latency_ratio(batch_size):.3f})",
         )
-    Console().print(table)
+    console().print(table)
     if report.latency_ms:
-        Console().print(f"threads: {torch.get_num_threads()}; median of {rounds} interleaved rounds")
+        console().print(f"threads: {torch.get_num_threads()}; median of {rounds} interleaved rounds")
 
 
 AUGMENT_OPTION = typer.Option("cifar", help="cifar (pad-crop + flip), imagenet (RandomResizedCrop + flip; Resize + "
@@ -178,7 +188,9 @@ SCHEDULE_OPTION = typer.Option("cosine", help="cosine, step (x0.1 at each of --m
 
 
 def _fail(error: Exception, hint: str | None = None) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {error}" + (f"\n{hint}" if hint else ""))
+    message = Text("error: ", style="bold red")
+    message.append(f"{error}" + (f"\n{hint}" if hint else ""))
+    console(stderr=True).print(message)
     return typer.Exit(2)
 
 
@@ -202,6 +214,7 @@ def train(
     attention: str = typer.Option("none", help="none, se, cbam, cbam-channel, … (any registry name)."),
     where: str = WHERE_OPTION,
     init: str = INIT_OPTION,
+    normalize: str = NORMALIZE_OPTION,
     reduction: int = typer.Option(16, help="Reduction ratio r."),
     position: str = typer.Option("standard", help="standard, pre, post or identity."),
     stages: str = typer.Option(None, help="Stages with attention, e.g. 3,4 (default: all)."),
@@ -246,7 +259,7 @@ def train(
 
     try:
         config = _train_config(
-            model=model, weights=weights, where=where, init=init, attention=attention, reduction=reduction, position=position, stages=stages, option=option,
+            model=model, weights=weights, where=where, init=init, normalize=normalize, attention=attention, reduction=reduction, position=position, stages=stages, option=option,
             dataset=dataset, data_dir=data_dir, augment=augment, image_size=image_size, download=download, train_subset=train_subset, test_subset=test_subset,
             epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, milestones=milestones,
@@ -263,7 +276,7 @@ def train(
         raise _fail(KeyboardInterrupt("interrupted"), f"the last complete epoch is in {out}/last.safetensors; "
                     "continue with --resume auto") from None
     if summary:
-        Console().print(f"top-1 {summary['top1']:.2%}, top-5 {summary['top5']:.2%} after {config.epochs} epochs "
+        console().print(f"top-1 {summary['top1']:.2%}, top-5 {summary['top5']:.2%} after {config.epochs} epochs "
                         f"({summary['train_seconds']:.0f} s training); {out}/summary.json, {out}/confusion.png")
 
 
@@ -275,6 +288,7 @@ def evaluate(
     attention: str = typer.Option(None, help="With --model: attention to insert (as the identity by default)."),
     where: str = WHERE_OPTION,
     init: str = INIT_OPTION,
+    normalize: str = NORMALIZE_OPTION,
     reduction: int = typer.Option(16),
     stages: str = typer.Option(None),
     dataset: str = typer.Option(None, help="With a checkpoint: another data set with the same classes; with --model: "
@@ -297,8 +311,8 @@ def evaluate(
             metrics = evaluate_checkpoint(_checkpoint_argument(checkpoint), dataset=dataset, data_dir=data_dir)
             title = f"{checkpoint} (epoch {metrics['epoch']})"
         else:
-            network, data = _published(checkpoint, model, weights, attention, where, init, reduction, stages, dataset,
-                                       data_dir, augment, image_size)
+            network, data = _published(checkpoint, model, weights, attention, where, init, normalize, reduction, stages,
+                                       dataset, data_dir, augment, image_size)
             metrics = {"model": model, "weights": weights, "classes": list(data.classes), **evaluate_on_test(network, data)}
             title = f"{model} with {weights} on {data.name}"
     except (DataError, CheckpointError, ValueError, TypeError) as error:
@@ -308,7 +322,7 @@ def evaluate(
     table.add_column("accuracy", justify="right")
     for name, accuracy in zip(metrics["classes"], metrics["per_class_accuracy"]):
         table.add_row(name, f"{accuracy:.2%}")
-    Console().print(table)
+    console().print(table)
     if output:
         pathlib.Path(output).write_text(json.dumps(metrics, indent=2))
 
@@ -320,7 +334,7 @@ def _checkpoint_argument(checkpoint: str | None) -> str:
 
 
 def _published(checkpoint: str | None, model: str, weights: str | None, attention: str | None, where: str,
-               init: str | None, reduction: int, stages: str | None, dataset: str | None, data_dir: str | None,
+               init: str | None, normalize: str | None, reduction: int, stages: str | None, dataset: str | None, data_dir: str | None,
                augment: str, image_size: int | None) -> tuple[torch.nn.Module, "DataBundle"]:
     """The network ``--model`` names with ``--weights`` as they are (attention inserted when asked), on ``--dataset``."""
     from plugattn.cli.parsing import parse_int_list, parse_where
@@ -332,11 +346,11 @@ def _published(checkpoint: str | None, model: str, weights: str | None, attentio
     if dataset is None:
         raise ValueError("--model needs --dataset: the data set whose test split the model is run on")
     recipe = ModelRecipe(model=model, weights=weights, attention=None if attention in (None, "none") else attention,
-                         where=parse_where(where), init=init, reduction=reduction,
+                         where=parse_where(where), init=init, normalize=normalize, reduction=reduction,
                          stages=parse_int_list(stages, "--stages"))
     network, data, notes = load_published(recipe, dataset, data_dir=data_dir, image_size=image_size, augment=augment)
     for note in notes:
-        Console().print(f"model: {note}")
+        console().print(f"model: {note}")
     return network, data
 
 
@@ -346,6 +360,7 @@ def sweep(
                                      "where=layer3.*,layer4.* init=identity,paper"),
     model: str = MODEL_OPTION,
     weights: str = WEIGHTS_OPTION,
+    normalize: str = NORMALIZE_OPTION,
     dataset: str = typer.Option("fashion-mnist"),
     data_dir: str = typer.Option(None),
     augment: str = AUGMENT_OPTION,
@@ -382,7 +397,8 @@ def sweep(
 
     try:
         base = _train_config(
-            model=model, weights=weights, attention=None, stages=None, option=None, dataset=dataset, data_dir=data_dir,
+            model=model, weights=weights, normalize=normalize, attention=None, stages=None, option=None, dataset=dataset,
+            data_dir=data_dir,
             augment=augment, image_size=image_size, epochs=epochs,
             batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, milestones=milestones,
@@ -393,8 +409,8 @@ def sweep(
         run_sweep(base, parse_grid(grid), out, control=control, latency_rounds=latency_rounds)
     except (DataError, CheckpointError, ValueError, TypeError) as error:
         raise _fail(error) from None
-    Console().print(pathlib.Path(out, "results.md").read_text())
-    Console().print(f"{out}/results.csv, {out}/results.png")
+    console().print(pathlib.Path(out, "results.md").read_text())
+    console().print(f"{out}/results.csv, {out}/results.png")
 
 
 @app.command()
@@ -428,6 +444,7 @@ def viz(
     attention: str = typer.Option(None, help="With --model: attention to insert."),
     where: str = WHERE_OPTION,
     init: str = INIT_OPTION,
+    normalize: str = NORMALIZE_OPTION,
     reduction: int = typer.Option(16),
     stages: str = typer.Option(None),
     dataset: str = typer.Option(None, help="With --model: the images to look at (the classifier's classes)."),
@@ -453,15 +470,15 @@ def viz(
         if model is None:
             network, data, _, _ = load_trained(_checkpoint_argument(checkpoint))
         else:
-            network, data = _published(checkpoint, model, weights, attention, where, init, reduction, stages, dataset,
-                                       data_dir, augment, image_size)
+            network, data = _published(checkpoint, model, weights, attention, where, init, normalize, reduction, stages,
+                                       dataset, data_dir, augment, image_size)
         plain_model = load_trained(plain)[0] if plain else None
         written = visualise(network, data, out, plain=plain_model, images=images, samples=samples,
                             classes=parse_int_list(classes, "--classes"), groups=groups, block=block)
     except (DataError, CheckpointError, ValueError, TypeError) as error:
         raise _fail(error) from None
     for kind, path in written.items():
-        Console().print(f"{kind}: {path}")
+        console().print(f"{kind}: {path}")
 
 
 @app.command()
@@ -480,20 +497,29 @@ def export(
 
     if not onnx and not torchscript:
         raise typer.BadParameter("give --onnx PATH and/or --torchscript PATH", param_hint="--onnx")
+    import json
+
     try:
+        recorded: dict[str, str] = {}
         if pathlib.Path(source).is_file():
-            model, data, _, _ = load_trained(source)
+            model, data, _, meta = load_trained(source)
             shape = (data.in_channels, *data.image_size)
+            if meta.get("preprocessing"):  # what a deployment must do to its inputs, carried in the exported file
+                recorded = {"plugattn.preprocessing": json.dumps(meta["preprocessing"])}
+                console().print(f"inputs: {data.image_size[0]}x{data.image_size[1]}, normalised with mean "
+                                f"{list(data.mean)} and std {list(data.std)} ({meta['preprocessing']['source']}); "
+                                "recorded in the exported files")
         else:
             model, shape = create_model(source), model_entry(source).input_size
         shape = parse_shape(input, argument="--input") if input else shape
         if onnx:
-            report = export_onnx(model, onnx, shape, opset=opset)
+            report = export_onnx(model, onnx, shape, opset=opset, metadata=recorded)
             differences = ", ".join(f"batch {b}: {d:.2e}" for b, d in report.max_abs_difference.items())
-            Console().print(f"{onnx}: opset {opset}, dynamic batch; ONNX Runtime vs PyTorch max |difference| {differences}")
+            console().print(f"{onnx}: opset {opset}, dynamic batch; ONNX Runtime vs PyTorch max |difference| {differences}")
         if torchscript:
-            script_model(model).save(torchscript)
-            Console().print(f"{torchscript}: TorchScript")
+            extra = {"preprocessing.json": recorded["plugattn.preprocessing"]} if recorded else {}
+            script_model(model).save(torchscript, _extra_files=extra)
+            console().print(f"{torchscript}: TorchScript")
     except (DataError, CheckpointError, ValueError, TypeError) as error:
         raise _fail(error) from None
 
@@ -512,5 +538,5 @@ def convert(
         detected, architecture = convert_file(source, destination, layout=layout)
     except (CheckpointError, ValueError) as error:
         raise _fail(error) from None
-    Console().print(f"{destination}: converted from layout {detected!r}"
+    console().print(f"{destination}: converted from layout {detected!r}"
                     + (f"; load it into a model with {describe_architecture(architecture)}" if architecture else ""))

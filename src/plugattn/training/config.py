@@ -15,7 +15,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("fp32", "bf16", "fp16")
 ARCHITECTURE_FIELDS = ("model", "attention", "reduction", "position", "stages", "where", "init", "block_options",
-                       "dataset", "image_size")
+                       "dataset", "image_size", "normalize")
 """Config fields a checkpoint must agree on to be resumed or evaluated (hyper-parameters may change)."""
 
 
@@ -83,6 +83,7 @@ class TrainConfig(ModelRecipe):
         if self.image_size is not None and (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
                                             or self.image_size < 1):
             raise ValueError(f"image_size must be a positive int, got {self.image_size!r}")
+        self.normalize_mode()
         if self.init not in (None, *INITS):
             raise ValueError(f"init must be one of {list(INITS)} (or unset: identity with weights, paper without); "
                              f"got {self.init!r}")

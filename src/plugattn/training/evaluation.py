@@ -11,11 +11,18 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from plugattn.checkpoint import CheckpointError, load_checkpoint, split_prefix
-from plugattn.data import BatchTransform, DataBundle, collate_skipping, load_data
+from plugattn.data import BatchTransform, DataBundle, collate_skipping
+from plugattn.preprocessing import Preprocessing
 from plugattn.recipe import ModelRecipe, classifier_of
 from plugattn.recipe import build_model as build_from_recipe
 from plugattn.training.config import TrainConfig, config_from_checkpoint
-from plugattn.training.setup import build_model, setup_runtime
+from plugattn.training.setup import (
+    build_model,
+    describe_preprocessing,
+    load_normalized,
+    recipe_preprocessing,
+    setup_runtime,
+)
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, loader: DataLoader, transform: BatchTransform, num_classes: int,
@@ -55,8 +62,10 @@ def load_trained(path: str | os.PathLike, *, dataset: str | None = None, data_di
     must have as many classes), its config and the checkpoint's metadata."""
     tensors, meta = load_checkpoint(path)
     config = config_from_checkpoint(meta)
-    data = load_data(dataset or config.dataset, data_dir or config.data_dir, progress=False,
-                     image_size=config.image_size, augment=config.augment)
+    recorded = meta.get("preprocessing")  # absent in checkpoints written before it was recorded: the data set's own
+    source = Preprocessing.from_dict(recorded) if recorded else None
+    data, _ = load_normalized(dataset or config.dataset, data_dir or config.data_dir, "weights" if source else "dataset",
+                              source, image_size=config.image_size, augment=config.augment, progress=False)
     model, _ = build_model(config, data, load_weights=False)
     try:
         model.load_state_dict(split_prefix(tensors, "model"))
@@ -74,8 +83,11 @@ def load_published(recipe: ModelRecipe, dataset: str, *, data_dir: str | None = 
     if not recipe.weights:
         raise ValueError("--weights is needed with --model: without them the network is random (for a run of "
                          "`plugattn train`, pass its checkpoint instead)")
-    data = load_data(dataset, data_dir, progress=False, image_size=image_size, augment=augment)
+    mode, source = recipe_preprocessing(recipe)
+    data, used = load_normalized(dataset, data_dir, mode, source, image_size=image_size, augment=augment,
+                                 progress=False)
     model, notes = build_from_recipe(recipe, num_classes=None, in_channels=data.in_channels)
+    notes.append(describe_preprocessing(used))
     outputs = getattr(classifier_of(model)[1], "out_features", None)
     if outputs != data.num_classes:
         raise ValueError(f"the classifier of {recipe.model} with weights {recipe.weights} has {outputs} outputs but "

@@ -7,17 +7,20 @@ import dataclasses
 import json
 import os
 import pathlib
+import random
 import signal
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugattn.data import DataBundle, load_data
+from plugattn.data import DataBundle
 from plugattn.extras import require
+from plugattn.preprocessing import Preprocessing, recorded_preprocessing
 from plugattn.profiling import count_macs, count_parameters
 from plugattn.training.config import TrainConfig
 from plugattn.training.evaluation import evaluate_model
@@ -26,10 +29,13 @@ from plugattn.training.setup import (
     EpochContext,
     barrier,
     build_model,
+    describe_preprocessing,
+    load_normalized,
     lr_factor,
     make_loaders,
     make_optimizer,
     set_backbone_frozen,
+    recipe_preprocessing,
     setup_runtime,
     unwrap,
 )
@@ -45,10 +51,13 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
                               "(resume=its path), or choose another --out; nothing was overwritten")
     runtime = setup_runtime(config.device)
     torch.manual_seed(config.seed)
-    data = load_data(config.dataset, config.data_dir, download=config.download, progress=config.progress and runtime.is_main,
-                     image_size=config.image_size, augment=config.augment, seed=config.seed)
+    mode, source = _run_preprocessing(config, resume)
+    data, preprocessing = load_normalized(config.dataset, config.data_dir, mode, source, image_size=config.image_size,
+                                          augment=config.augment, download=config.download,
+                                          progress=config.progress and runtime.is_main, seed=config.seed)
     loaders = make_loaders(config, data, runtime)
     model, notes = build_model(config, data, load_weights=resume is None)
+    notes.append(describe_preprocessing(preprocessing))
     if runtime.is_main and config.progress:
         for note in notes:
             print(f"model: {note}", flush=True)
@@ -62,7 +71,7 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
         sampler=loaders.sampler, transform=data.transform(), optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, len(loaders.train))),
         scaler=torch.amp.GradScaler(runtime.device.type, enabled=config.precision == "fp16"), config=config,
-        runtime=runtime, memory_format=memory_format, ema=_ema(model, config.ema))
+        runtime=runtime, memory_format=memory_format, ema=_ema(model, config.ema), preprocessing=preprocessing)
     progress = restore_run(resume, context) if resume is not None else RunProgress()
 
     def test(network: nn.Module) -> dict[str, Any]:
@@ -103,10 +112,20 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
             writer.close()
     summary: dict[str, Any] = {}
     if runtime.is_main:
-        summary = _summarise(model, metrics or test(model), data, config, progress, notes, time.perf_counter() - started,
+        summary = _summarise(model, metrics or test(model), data, config, preprocessing, progress, notes,
+                             time.perf_counter() - started,
                              runtime.world_size)
     barrier(runtime)
     return summary
+
+
+def _run_preprocessing(config: TrainConfig, resume: str | os.PathLike | None) -> tuple[str | tuple, Preprocessing | None]:
+    """How this run prepares its inputs: as its checkpoint recorded when it resumes (the weights file may be gone;
+    a checkpoint from before preprocessing was recorded used the data set's own), else as the recipe says."""
+    if resume is None:
+        return recipe_preprocessing(config)
+    _, recorded = recorded_preprocessing(resume)
+    return ("weights", recorded) if recorded is not None else ("dataset", None)
 
 
 def _trainable(model: nn.Module, config: TrainConfig, ddp_device: torch.device | None) -> nn.Module:
@@ -148,7 +167,8 @@ def _log_epoch(record: dict[str, float], progress: RunProgress, writer: Any, out
               f"{record['images_per_second']:.0f} img/s", flush=True)
 
 
-def _summarise(model: nn.Module, final: Mapping[str, Any], data: DataBundle, config: TrainConfig, progress: RunProgress,
+def _summarise(model: nn.Module, final: Mapping[str, Any], data: DataBundle, config: TrainConfig,
+               preprocessing: Preprocessing, progress: RunProgress,
                notes: list[str], wall_seconds: float, world_size: int) -> dict[str, Any]:
     """``summary.json`` and ``confusion.png`` of a finished run."""
     device = next(model.parameters()).device
@@ -157,6 +177,7 @@ def _summarise(model: nn.Module, final: Mapping[str, Any], data: DataBundle, con
         "config": dataclasses.asdict(config), "classes": list(data.classes),
         "input_shape": [data.in_channels, *data.image_size], **final,
         "best_top1": progress.best_top1, "start_metrics": progress.start_metrics, "params": count_parameters(model),
+        "preprocessing": preprocessing.to_dict(),
         "macs": count_macs(model.eval(), sample), "train_seconds": sum(r["epoch_seconds"] for r in progress.history),
         "wall_seconds": wall_seconds, "world_size": world_size, "epochs": config.epochs, "model_notes": notes,
     }
@@ -169,31 +190,45 @@ def _summarise(model: nn.Module, final: Mapping[str, Any], data: DataBundle, con
     return summary
 
 
-def _maybe_inject_kill(epoch: int, out_dir: pathlib.Path) -> None:
+def _maybe_inject_kill(epoch: int, out_dir: pathlib.Path, variable: str = "PLUGATTN_FAULT_KILL_AFTER") -> None:
     """Fault injection for the kill-and-resume tests: ``PLUGATTN_FAULT_KILL_AFTER=EPOCH[@TEXT]`` SIGKILLs this
-    process right after epoch EPOCH's checkpoint (only in runs whose folder name contains TEXT)."""
-    target = os.environ.get("PLUGATTN_FAULT_KILL_AFTER")
+    process right after epoch EPOCH's checkpoint, ``PLUGATTN_FAULT_KILL_AT_STEP=STEP[@TEXT]`` right after optimiser
+    step STEP (counted over the run, inside an epoch); only in runs whose folder name contains TEXT."""
+    target = os.environ.get(variable)
     if target:
-        wanted_epoch, _, text = target.partition("@")
-        if int(wanted_epoch) == epoch and text in out_dir.name:
+        wanted, _, text = target.partition("@")
+        if int(wanted) == epoch and text in out_dir.name:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Seed every global generator a step may draw from (torch on the CPU and every CUDA device — dropout, a
+    model's own randomness —, Python's ``random``, NumPy's) from (seed, epoch, rank), so that an epoch's draws do
+    not depend on what ran before it: a resumed run repeats the uninterrupted one, and DDP ranks draw
+    different dropout masks."""
+    derived = (seed * 1_000_003 + epoch * 7_919 + rank * 104_729 + 1) % 2**63
+    torch.manual_seed(derived)
+    random.seed(derived)
+    np.random.seed(derived % 2**32)
 
 
 def train_one_epoch(context: EpochContext, epoch: int, *, frozen: bool = False) -> dict[str, float]:
     """One pass over ``context.loader``: a step per batch; returns the epoch's training record. Augmentation
-    draws from a generator seeded by (seed, epoch, rank), so a resumed run sees the same batches."""
+    draws from a generator seeded by (seed, epoch, rank), and the global generators are seeded from the same
+    (:func:`seed_epoch`), so a resumed run sees the same batches and draws the same dropout masks."""
     tqdm = require("tqdm", "train").tqdm
     config, runtime, model, optimizer, scaler = context.config, context.runtime, context.model, context.optimizer, context.scaler
     model.train()
     if frozen:
         set_backbone_frozen(unwrap(model), True)
     context.sampler.set_epoch(epoch)
+    seed_epoch(config.seed, epoch, runtime.rank)
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 7919 + runtime.rank)
     loss_sum, correct, seen, skipped = 0.0, 0, 0, 0
     started = time.perf_counter()
     bar = tqdm(context.loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
                disable=not (config.progress and runtime.is_main))
-    for batch in bar:
+    for index, batch in enumerate(bar):
         images, labels = batch
         skipped += getattr(batch, "skipped", 0)
         if not len(labels):
@@ -213,6 +248,8 @@ def train_one_epoch(context: EpochContext, epoch: int, *, frozen: bool = False) 
         context.scheduler.step()
         if context.ema is not None:
             context.ema.update_parameters(unwrap(model))
+        _maybe_inject_kill(epoch * len(context.loader) + index + 1, pathlib.Path(config.out_dir),
+                           "PLUGATTN_FAULT_KILL_AT_STEP")
         loss_sum += loss.item() * labels.numel()
         correct += (logits.argmax(1) == labels).sum().item()
         seen += labels.numel()

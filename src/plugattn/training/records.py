@@ -53,6 +53,7 @@ def save_run(path: pathlib.Path, context: EpochContext, progress: RunProgress) -
         "optimizer": optimizer_meta, "scheduler": context.scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "torch": torch.__version__,
+        "preprocessing": context.preprocessing.to_dict() if context.preprocessing is not None else None,
     }
     save_checkpoint(path, tensors, meta)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -13,9 +14,18 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from plugattn.blocks import find_attention_blocks
-from plugattn.data import BatchTransform, DataBundle, DataError, EpochTaggedSampler, FolderImages, collate_skipping
+from plugattn.data import (
+    BatchTransform,
+    DataBundle,
+    DataError,
+    EpochTaggedSampler,
+    FolderImages,
+    collate_skipping,
+    load_data,
+)
+from plugattn.preprocessing import Preprocessing, explicit_preprocessing, weights_preprocessing
+from plugattn.recipe import ModelRecipe, classifier_of
 from plugattn.recipe import build_model as build_from_recipe
-from plugattn.recipe import classifier_of
 from plugattn.training.config import TrainConfig
 
 @dataclass
@@ -48,6 +58,43 @@ def setup_runtime(device: str = "auto") -> Runtime:
 def barrier(runtime: Runtime) -> None:
     if runtime.world_size > 1:
         dist.barrier()
+
+
+def recipe_preprocessing(recipe: ModelRecipe) -> tuple[str | tuple, Preprocessing | None]:
+    """The recipe's normalisation mode and, for ``weights``, the preprocessing its weights were trained with
+    (None when nothing records it)."""
+    mode = recipe.normalize_mode()
+    return mode, (weights_preprocessing(recipe.model, recipe.weights) if mode == "weights" else None)
+
+
+def load_normalized(dataset: str, data_dir: str | None, mode: str | tuple, source: Preprocessing | None, *,
+                    image_size: int | None, augment: str, download: bool = False, progress: bool = True,
+                    seed: int = 0) -> tuple[DataBundle, Preprocessing]:
+    """The data set prepared as ``mode`` says (``weights`` with ``source``'s statistics and, for image folders,
+    its evaluation resize, crop and interpolation — ``image_size`` overrides the crop; ``dataset``; or a (mean,
+    std) pair), and the preprocessing actually applied, as checkpoints record it."""
+    folder = dataset.startswith("imagefolder:")
+    crop, resize = source.geometry_for(image_size) if source is not None and folder else (image_size, None)
+    interpolation = source.interpolation if source is not None and folder else "bilinear"
+    data = load_data(dataset, data_dir, download=download, progress=progress, image_size=crop, augment=augment,
+                     seed=seed, resize_size=resize, interpolation=interpolation)
+    if isinstance(mode, tuple):
+        used = explicit_preprocessing(mode, data.in_channels)
+    elif source is not None:
+        used = source.for_channels(data.in_channels)
+    else:
+        why = "" if mode == "dataset" else ": nothing records how these weights' inputs were prepared"
+        used = Preprocessing(data.mean, data.std, source=f"the data set's own statistics ({data.name}){why}")
+    used = dataclasses.replace(used, crop_size=crop, resize_size=resize, interpolation=interpolation)
+    return dataclasses.replace(data, mean=used.mean, std=used.std), used
+
+
+def describe_preprocessing(used: Preprocessing) -> str:
+    """One line for the run log: the values used and where they come from."""
+    numbers = ", ".join(f"{m:.4g}/{s:.4g}" for m, s in zip(used.mean, used.std))
+    geometry = (f"; evaluation: resize {used.resize_size or used.crop_size}, centre crop {used.crop_size}, "
+                f"{used.interpolation}" if used.crop_size else "")
+    return f"input: normalised with mean/std {numbers} per channel — {used.source}{geometry}"
 
 
 def build_model(config: TrainConfig, data: DataBundle, *, load_weights: bool = True) -> tuple[nn.Module, list[str]]:
@@ -156,9 +203,14 @@ def make_loaders(config: TrainConfig, data: DataBundle, runtime: Runtime) -> Loa
                                  drop_last=True)
     if isinstance(train_set, FolderImages):  # streamed: each image's augmentation is seeded by (epoch, index)
         sampler = EpochTaggedSampler(sampler, len(train_set))
+    # Each loader draws its workers' base seed from a generator of its own, never from the global one (whose
+    # state would then depend on how many iterators a run had opened); plugattn's data sets draw nothing in the
+    # workers' global generators (streamed images seed their own per (epoch, index)).
     loader = DataLoader(train_set, config.batch_size, sampler=sampler, drop_last=True, num_workers=config.workers,
-                        persistent_workers=config.workers > 0, collate_fn=collate_skipping)
-    test_loader = DataLoader(test_set, 256, shuffle=False, num_workers=config.workers, collate_fn=collate_skipping)
+                        persistent_workers=config.workers > 0, collate_fn=collate_skipping,
+                        generator=torch.Generator().manual_seed(config.seed + 7 * runtime.rank))
+    test_loader = DataLoader(test_set, 256, shuffle=False, num_workers=config.workers, collate_fn=collate_skipping,
+                             generator=torch.Generator().manual_seed(config.seed))
     return Loaders(loader, sampler, test_loader)
 
 
@@ -180,6 +232,8 @@ class EpochContext:
     memory_format: torch.memory_format = torch.contiguous_format
     ema: nn.Module | None = None
     """An ``AveragedModel`` updated after every step, or None."""
+    preprocessing: Preprocessing | None = None
+    """How inputs are prepared (recorded in every checkpoint)."""
 
     def __post_init__(self) -> None:
         if self.autocast is None:

@@ -1,4 +1,5 @@
-"""The attention blocks (SE, CBAM and their gates) and the name → block registry."""
+"""The attention blocks (SE, CBAM and their gates), the name → block registry, and the fusion blocks that attend
+across modalities (MMTM, SE-sum, gated sum, concatenation + any block)."""
 
 from plugattn.blocks.cbam import CBAM, ORDERS, ChannelGate, ConvBN, SpatialGate
 from plugattn.blocks.gate import GATE_FUNCTIONS, GateActivation, find_gates
@@ -13,9 +14,17 @@ from plugattn.blocks.registry import (
     register_attention,
 )
 from plugattn.blocks.squeeze_excite import SQUEEZES, SqueezeExcite
+from plugattn.blocks.fusion import FUSIONS, MMTM, ConcatFusion, GatedSum, SESum, create_fusion, list_fusions
 
 __all__ = [
     "CBAM",
+    "FUSIONS",
+    "MMTM",
+    "ConcatFusion",
+    "GatedSum",
+    "SESum",
+    "create_fusion",
+    "list_fusions",
     "GATE_FUNCTIONS",
     "ORDERS",
     "POOL_TYPES",

@@ -87,3 +87,38 @@ def test_export_without_its_extra_names_it(monkeypatch, tmp_path):
     with pytest.raises(MissingExtraError, match=r"plugattn\[export\]"):
         export_onnx(plugattn.create_model("resnet20"), tmp_path / "m.onnx", (3, 32, 32))
     assert not (tmp_path / "m.onnx").exists()
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = ("plugattn", *path.relative_to(SOURCE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _plugattn_imports(path: pathlib.Path) -> set[str]:
+    """plugattn modules ``path`` imports, at module level or inside functions, with the packages whose
+    ``__init__`` each import runs (the top package excepted: it imports everything)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+        for name in names:
+            parts = name.split(".")
+            found |= {".".join(parts[:end]) for end in range(2, len(parts) + 1) if parts[0] == "plugattn"}
+    return found
+
+
+def test_no_import_circles():
+    """No two modules import each other, directly or through others, even inside a function (the zoo and
+    insertion once did); a package's own submodules importing it back (its __init__ runs first) is no circle."""
+    modules = {_module_name(path): path for path in SOURCE.rglob("*.py")}
+    graph = {name: {m for m in _plugattn_imports(path) if m in modules and m != name and not name.startswith(f"{m}.")}
+             for name, path in modules.items()}
+    for start in graph:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            name, trail = stack.pop()
+            for following in graph[name]:
+                assert following != start, f"import circle: {' -> '.join(trail + [following])}"
+                if following not in seen:
+                    seen.add(following)
+                    stack.append((following, trail + [following]))

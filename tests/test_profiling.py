@@ -5,7 +5,8 @@ import torch
 from typer.testing import CliRunner
 
 from plugattn.cli import app
-from plugattn.models import ResidualUnit, create_model, without_attention
+from plugattn import without_attention
+from plugattn.models import ResidualUnit, create_model
 from plugattn.profiling import count_macs, count_parameters, profile
 
 

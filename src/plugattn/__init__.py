@@ -22,11 +22,12 @@ from plugattn.insertion import (
     insertion_points,
     register_residual_unit,
     stage_ends,
+    without_attention,
 )
 from plugattn.export import export_onnx, script_model
 from plugattn.interop import LoadReport, convert_state_dict, detect_layout, load_pretrained
 from plugattn.inspection import AttentionCapture, capture
-from plugattn.models import create_model, list_models, load_backbone_state_dict, without_attention
+from plugattn.models import create_model, list_models, load_backbone_state_dict
 from plugattn.inference import fold_batchnorm, optimize
 from plugattn.fastpath import fast
 from plugattn.profiling import ProfileReport, count_macs, count_parameters, peak_memory, profile

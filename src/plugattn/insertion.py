@@ -16,6 +16,7 @@ chooses the ``after`` points that end each stage (:func:`stage_ends`), for netwo
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import functools
@@ -29,8 +30,8 @@ from torch import Tensor, nn
 
 from plugattn.blocks import is_attention_block
 from plugattn.blocks._checks import factory_like
+from plugattn.blocks.builder import attention_builder
 from plugattn.models.units import POSITIONS, ResidualUnit
-from plugattn.models.zoo import attention_builder
 
 KINDS = (*POSITIONS, "after")
 """``standard``, ``pre``, ``post`` and ``identity`` are residual-unit positions; ``after`` any other module."""
@@ -685,3 +686,13 @@ def detach(model: nn.Module) -> nn.Module:
 def attached_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The blocks :func:`attach` inserted, with their state_dict names."""
     return [(name, m) for name, m in model.named_modules() if getattr(m, "_plugattn_attached", False)]
+
+
+def without_attention(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` without its attention: every zoo unit's block and every block :func:`plugattn.attach`
+    inserted are removed, leaving exactly the plain network. ``model`` itself is untouched."""
+    plain = detach(copy.deepcopy(model))
+    for module in plain.modules():
+        if isinstance(module, ResidualUnit):
+            module.set_attention(None)
+    return plain

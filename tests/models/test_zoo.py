@@ -7,7 +7,7 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck as TVBottleneck
 from torchvision.models.resnet import ResNet as TVResNet
 
-from plugattn import CBAM, SqueezeExcite
+from plugattn import CBAM, SqueezeExcite, without_attention
 from plugattn.models import (
     MODELS,
     ResidualUnit,
@@ -15,7 +15,6 @@ from plugattn.models import (
     list_models,
     load_backbone_state_dict,
     model_entry,
-    without_attention,
 )
 from plugattn.profiling import count_parameters
 

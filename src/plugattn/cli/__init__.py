@@ -16,7 +16,8 @@ from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
 from plugattn.blocks import attention_options, create_attention, find_gates, list_attention
-from plugattn.models import create_model, model_entry, without_attention
+from plugattn.insertion import without_attention
+from plugattn.models import create_model, model_entry
 from plugattn.profiling import count_macs, count_parameters
 from plugattn.profiling import profile as profile_model
 

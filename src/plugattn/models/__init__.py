@@ -9,7 +9,6 @@ from plugattn.models.zoo import (
     list_models,
     load_backbone_state_dict,
     model_entry,
-    without_attention,
 )
 
 __all__ = [
@@ -27,5 +26,4 @@ __all__ = [
     "list_models",
     "load_backbone_state_dict",
     "model_entry",
-    "without_attention",
 ]

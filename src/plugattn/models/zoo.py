@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import difflib
 import functools
 from collections.abc import Callable, Mapping, Sequence
@@ -11,7 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from plugattn.blocks import INITS, attention_options, create_attention, with_init
+from plugattn.blocks import INITS
+from plugattn.blocks.builder import attention_builder
 from plugattn.blocks._checks import require_choice, require_positive_int
 from plugattn.models.head import GLOBAL_POOLS, require_num_classes
 from plugattn.models.cifar import CifarBasicBlock, CifarResNet, PreActBottleneck, WideBasicBlock
@@ -20,7 +20,6 @@ from plugattn.models.units import POSITIONS, ResidualUnit
 
 ATTENTION_PREFIXES = ("se", "cbam")
 
-PAPER_BLOCK_DEFAULTS: dict[str, dict[str, object]] = {"se": {"bias": True}}
 """The papers' SE-ResNets have biases in both FC layers (their parameter counts prove it); the seed's
 SELayer has none. Zoo models follow the papers unless ``bias`` is passed explicitly."""
 
@@ -117,27 +116,6 @@ def _check_stages(stages: Sequence[int] | None, entry: ModelEntry, name: str) ->
     return stages
 
 
-def attention_builder(
-    attention: str, reduction: int, block_options: Mapping[str, object], init: str = "paper"
-) -> Callable[..., nn.Module]:
-    """A function ``(channels, dims=None) -> block`` for the registry name ``attention``, with the papers'
-    defaults applied; ``dims`` reaches blocks that take it unless the caller fixed it in ``block_options``.
-    ``init="identity"`` wraps every block in :class:`~plugattn.blocks.IdentityStart`."""
-    require_choice("init", init, INITS)
-    options = {**PAPER_BLOCK_DEFAULTS.get(attention, {}), **block_options}
-    accepted = attention_options(attention)
-    if accepted is None or "reduction" in accepted:
-        options["reduction"] = reduction
-    create_attention(attention, 64, **options)  # fail on bad options now, not deep inside the network
-    takes_dims = (accepted is None or "dims" in accepted) and "dims" not in options
-
-    def build(channels: int, dims: int | None = None) -> nn.Module:
-        extra = {"dims": dims} if takes_dims and dims is not None else {}
-        return with_init(create_attention(attention, channels, **options, **extra), init)
-
-    return build
-
-
 ARCHITECTURE_OPTIONS = {"imagenet": {"stem_pool": ("pad", "ceil")}, "cifar": {"shortcut": ("A", "B")}}
 """Options that change a family's architecture itself (not its attention): ImageNet nets' stem max pool,
 CIFAR ResNets' shortcut. ``None`` leaves the family's default."""
@@ -200,18 +178,6 @@ Extra keywords go to the blocks.
         num_classes=num_classes, in_channels=in_channels, attention=builder, position=position, stages=stages,
         **architecture,
     )
-
-
-def without_attention(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` without its attention: every zoo unit's block and every block :func:`plugattn.attach`
-    inserted are removed, leaving exactly the plain network. ``model`` itself is untouched."""
-    from plugattn.insertion import detach
-
-    plain = detach(copy.deepcopy(model))
-    for module in plain.modules():
-        if isinstance(module, ResidualUnit):
-            module.set_attention(None)
-    return plain
 
 
 def load_backbone_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:

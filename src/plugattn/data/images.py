@@ -1,4 +1,5 @@
-"""Image classification data: Fashion-MNIST (the embedded default), CIFAR-10/100, any ImageFolder tree.
+"""Image classification data: Fashion-MNIST (the embedded default), CIFAR-10/100, any ImageFolder tree, and the
+IDX reader the MNIST family shares.
 
 Every data set yields uint8 images (C, H, W) and integer labels; augmentation and normalisation run on
 whole batches (:class:`BatchTransform`) with a generator seeded per epoch, so a run is reproducible and
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from plugattn.data.errors import DataError
 from plugattn.extras import require
 
 FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
@@ -35,10 +37,6 @@ FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder:PATH")
-
-
-class DataError(ValueError):
-    """A data set that is missing, malformed or unusable, with what was expected and what was found."""
 
 
 class TensorImages(Dataset):
@@ -95,7 +93,7 @@ class DataBundle:
         return len(self.mean)
 
 
-def _read_idx(path: pathlib.Path, expected_magic: int) -> np.ndarray:
+def read_idx(path: pathlib.Path, expected_magic: int) -> np.ndarray:
     """Read one (gzipped) IDX file of the MNIST family."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
@@ -126,8 +124,8 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> DataBundle:
                     "to a folder holding the files from https://github.com/zalandoresearch/fashion-mnist"
                 )
         paths = [p if p.exists() else p.with_suffix("") for p in paths]
-        images = torch.from_numpy(_read_idx(paths[0], 0x803).copy()).unsqueeze(1)
-        labels = torch.from_numpy(_read_idx(paths[1], 0x801).astype(np.int64))
+        images = torch.from_numpy(read_idx(paths[0], 0x803).copy()).unsqueeze(1)
+        labels = torch.from_numpy(read_idx(paths[1], 0x801).astype(np.int64))
         splits[split] = TensorImages(images, labels)
     return DataBundle("fashion-mnist", splits["train"], splits["test"], FASHION_MNIST_CLASSES,
                       (0.2860,), (0.3530,), (28, 28), 2)

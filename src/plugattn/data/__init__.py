@@ -1,6 +1,6 @@
-"""Data sources by kind: images (Fashion-MNIST, CIFAR, image folders; :mod:`plugattn.data.images`) and audio (WAV
-files, log-mel spectrograms; :mod:`plugattn.data.audio`); every one raises :class:`DataError` naming what was
-expected and what was found."""
+"""Data sources by kind: images (Fashion-MNIST, CIFAR, image folders; :mod:`plugattn.data.images`), audio (WAV
+files, log-mel spectrograms; :mod:`plugattn.data.audio`) and paired audio-visual digits (AV-MNIST;
+:mod:`plugattn.data.avmnist`); every one raises :class:`DataError` naming what was expected and what was found."""
 
 from plugattn.data.errors import DataError
 from plugattn.data.images import (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import wave
+from typing import BinaryIO
 
 import torch
 from torch import Tensor
@@ -16,12 +17,15 @@ from torch import Tensor
 from plugattn.data.errors import DataError
 
 
-def read_wav(path: str | os.PathLike, *, rate: int | None = None) -> Tensor:
-    """The samples of a mono 16-bit PCM WAV file as float32 in [-1, 1). Stereo, 8-bit, truncated or empty files,
-    and (when ``rate`` is given) another sample rate are a :class:`DataError` naming the file: resampling would
-    change the spectra the model sees, so it is refused rather than done silently."""
+def read_wav(source: str | os.PathLike | BinaryIO, *, rate: int | None = None, name: str | None = None) -> Tensor:
+    """The samples of a mono 16-bit PCM WAV file (a path, or an open binary file called ``name`` in messages) as
+    float32 in [-1, 1). Stereo, 8-bit, truncated or empty files, and (when ``rate`` is given) another sample rate
+    are a :class:`DataError` naming the file: resampling would change the spectra the model sees, so it is refused
+    rather than done silently."""
+    is_file = hasattr(source, "read")
+    path = name or (getattr(source, "name", "the WAV data") if is_file else os.fspath(source))
     try:
-        with wave.open(os.fspath(path), "rb") as handle:
+        with wave.open(source if is_file else path, "rb") as handle:
             channels, width, found_rate, frames = (handle.getnchannels(), handle.getsampwidth(), handle.getframerate(),
                                                    handle.getnframes())
             data = handle.readframes(frames)

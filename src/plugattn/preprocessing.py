@@ -109,9 +109,13 @@ def _torchvision(name: str) -> Preprocessing | None:
         weights = torchvision.models.get_model_weights(name).DEFAULT
     except (ValueError, KeyError):
         return None
-    preset = weights.transforms()
+    return _from_preset(weights.transforms(), f"torchvision {name} weights {weights.name}")
+
+
+def _from_preset(preset: Any, source: str) -> Preprocessing:
+    """The values of a torchvision ``ImageClassification`` preset."""
     return Preprocessing(tuple(preset.mean), tuple(preset.std), preset.crop_size[0], preset.resize_size[0],
-                         preset.interpolation.value, f"torchvision {name} weights {weights.name}")
+                         preset.interpolation.value, source)
 
 
 def _timm(name: str) -> Preprocessing | None:
@@ -135,9 +139,7 @@ def imagenet_preprocessing(source: str) -> Preprocessing:
     """ImageNet's evaluation preprocessing as torchvision's classification preset defines it."""
     from torchvision.transforms._presets import ImageClassification
 
-    preset = ImageClassification(crop_size=224)
-    return Preprocessing(tuple(preset.mean), tuple(preset.std), preset.crop_size[0], preset.resize_size[0],
-                         preset.interpolation.value, source)
+    return _from_preset(ImageClassification(crop_size=224), source)
 
 
 def recorded_preprocessing(path: str | pathlib.Path) -> tuple[bool, Preprocessing | None]:

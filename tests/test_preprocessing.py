@@ -126,8 +126,8 @@ def test_a_checkpoint_records_its_preprocessing_and_eval_and_fine_tuning_reuse_i
     _, data, _, _ = load_trained(checkpoint)
     assert data.mean == (0.5,) * 3 and data.std == (0.25,) * 3
     assert evaluate_checkpoint(checkpoint)["top1"] == pytest.approx(summary["top1"])
-    assert weights_preprocessing("resnet20", checkpoint) == Preprocessing((0.5,) * 3, (0.25,) * 3,
-                                                                           source="given with normalize")
+    assert weights_preprocessing("resnet20", checkpoint) == Preprocessing(
+        (0.5,) * 3, (0.25,) * 3, source="given with normalize, as recorded in last.safetensors")
     tensors, meta = load_checkpoint(checkpoint)  # as written before preprocessing was recorded
     del meta["preprocessing"]
     save_checkpoint(tmp_path / "old.safetensors", tensors, meta)

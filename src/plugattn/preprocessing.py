@@ -164,8 +164,9 @@ def weights_preprocessing(model: str, weights: str | pathlib.Path) -> Preprocess
     """The preprocessing ``weights`` were trained with, for the network ``model`` names (a zoo name,
     ``torchvision:NAME``, ``timm:NAME[.TAG]`` or ``module:factory``); None when nothing says."""
     is_run, recorded = recorded_preprocessing(weights)
-    if is_run:
-        return recorded  # None: written before plugattn recorded preprocessing, i.e. the data set's own
+    if is_run:  # None: written before plugattn recorded preprocessing, i.e. the data set's own
+        return replace(recorded, source=f"{recorded.source}, as recorded in {pathlib.Path(weights).name}") \
+            if recorded is not None else None
     if model.startswith("torchvision:"):
         return _torchvision(model.removeprefix("torchvision:"))
     if model.startswith("timm:"):

@@ -18,7 +18,6 @@ fusion beats the best single modality.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -31,8 +30,9 @@ import torch
 from torch import Tensor
 
 from plugattn.data.audio import log_mel_spectrogram, read_wav
+from plugattn.data.cache import cache_root, files_fingerprint
 from plugattn.data.errors import DataError
-from plugattn.data.images import read_idx
+from plugattn.data.images import idx_file, read_idx_pair
 
 RATE = 8000
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
@@ -119,23 +119,12 @@ def _recordings(root: pathlib.Path) -> dict[str, bytes]:
 def _mnist(root: pathlib.Path) -> dict[str, tuple[Tensor, Tensor]]:
     splits = {}
     for split, names in MNIST_FILES.items():
-        paths = [root / "mnist" / name for name in names]
-        paths = [path if path.exists() else path.with_suffix("") for path in paths]
+        paths = [idx_file(root / "mnist" / name) for name in names]
         missing = [str(path) for path in paths if not path.exists()]
         if missing:
             raise DataError(f"MNIST files not found: {missing} (expected the four IDX files in {root / 'mnist'})")
-        splits[split] = (torch.from_numpy(read_idx(paths[0], 0x803).copy()).unsqueeze(1),
-                         torch.from_numpy(read_idx(paths[1], 0x801).copy()).long())
+        splits[split] = read_idx_pair(*paths)
     return splits
-
-
-def _fingerprint(root: pathlib.Path) -> str:
-    stamp = hashlib.sha256()
-    for path in sorted(p for p in (root / "mnist").rglob("*") if p.is_file()) + \
-            sorted(p for p in (root / "fsdd").rglob("*") if p.is_file()):
-        stat = path.stat()
-        stamp.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return stamp.hexdigest()[:16]
 
 
 def principal_projection(train: Tensor, energy: float) -> tuple[Tensor, Tensor]:
@@ -180,9 +169,8 @@ def load_avmnist(data_dir: str | os.PathLike, options: AVMNISTOptions = AVMNISTO
     if not root.is_dir():
         raise DataError(f"avmnist data_dir {root} is not a directory (expected mnist/ and fsdd/ inside)")
     mnist = _mnist(root)
-    cache_root = pathlib.Path(cache_dir or os.environ.get("PLUGATTN_CACHE", pathlib.Path.home() / ".cache" / "plugattn"))
-    key = hashlib.sha256(json.dumps([asdict(options), _fingerprint(root)]).encode()).hexdigest()[:16]
-    cache = cache_root / f"avmnist-{key}.safetensors"
+    key = files_fingerprint([root / "mnist", root / "fsdd"], root, json.dumps(asdict(options)))
+    cache = pathlib.Path(cache_dir or cache_root()) / f"avmnist-{key}.safetensors"
     if cache.exists():
         tensors, names, skipped = _read_cache(cache)
     else:

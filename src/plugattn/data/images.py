@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import hashlib
 import math
 import os
 import pathlib
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from plugattn.data.cache import cache_root, files_fingerprint
 from plugattn.data.errors import DataError
 from plugattn.extras import require
 
@@ -110,23 +110,31 @@ def read_idx(path: pathlib.Path, expected_magic: int) -> np.ndarray:
     return data.reshape(shape)
 
 
+def idx_file(path: pathlib.Path) -> pathlib.Path:
+    """``path`` (``….gz``), or the decompressed file beside it when only that exists."""
+    return path if path.exists() or not path.with_suffix("").exists() else path.with_suffix("")
+
+
+def read_idx_pair(images_path: pathlib.Path, labels_path: pathlib.Path) -> tuple[Tensor, Tensor]:
+    """uint8 images (N, 1, H, W) and int64 labels (N,) from an MNIST-family pair of IDX files."""
+    images = torch.from_numpy(read_idx(images_path, 0x803).copy()).unsqueeze(1)
+    return images, torch.from_numpy(read_idx(labels_path, 0x801).astype(np.int64))
+
+
 def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> DataBundle:
     """Fashion-MNIST from the four standard IDX files (Debian's ``dataset-fashion-mnist`` installs them)."""
     root = pathlib.Path(data_dir) if data_dir else FASHION_MNIST_DIR
     splits = {}
     for split, (images_name, labels_name) in FASHION_MNIST_FILES.items():
-        paths = [root / images_name, root / labels_name]
+        paths = [idx_file(root / images_name), idx_file(root / labels_name)]
         for path in paths:
-            if not path.exists() and not path.with_suffix("").exists():
+            if not path.exists():
                 raise DataError(
                     f"Fashion-MNIST file {path} not found (expected {', '.join(sum(FASHION_MNIST_FILES.values(), ()))} "
                     f"in {root}). Install it with `apt-get install dataset-fashion-mnist` (Debian) or pass --data-dir "
                     "to a folder holding the files from https://github.com/zalandoresearch/fashion-mnist"
                 )
-        paths = [p if p.exists() else p.with_suffix("") for p in paths]
-        images = torch.from_numpy(read_idx(paths[0], 0x803).copy()).unsqueeze(1)
-        labels = torch.from_numpy(read_idx(paths[1], 0x801).astype(np.int64))
-        splits[split] = TensorImages(images, labels)
+        splits[split] = TensorImages(*read_idx_pair(*paths))
     return DataBundle("fashion-mnist", splits["train"], splits["test"], FASHION_MNIST_CLASSES,
                       (0.2860,), (0.3530,), (28, 28), 2)
 
@@ -161,12 +169,7 @@ def load_cifar(name: str, data_dir: str | os.PathLike | None, download: bool = F
 
 
 def _image_folder_cache(root: pathlib.Path, variant: str) -> pathlib.Path:
-    stamp = hashlib.sha256(variant.encode())
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            stamp.update(f"{path.relative_to(root)}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode())
-    cache_root = pathlib.Path(os.environ.get("PLUGATTN_CACHE", pathlib.Path.home() / ".cache" / "plugattn"))
-    return cache_root / f"imagefolder-{stamp.hexdigest()[:16]}.safetensors"
+    return cache_root() / f"imagefolder-{files_fingerprint([root], root, variant)}.safetensors"
 
 
 AUGMENTATIONS = ("cifar", "imagenet", "none")

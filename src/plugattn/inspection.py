@@ -21,11 +21,13 @@ from plugattn.insertion import stage_numbers
 
 @dataclass
 class AttentionRecord:
-    """What one block produced in each forward pass: channel weights (N, C) and spatial maps (N, 1, *S)."""
+    """What one block produced in each forward pass: channel weights (N, C), spatial maps (N, 1, *S), and for
+    fusion blocks the mean weight each modality got (N, modalities)."""
 
     name: str
     channel: list[Tensor] = field(default_factory=list)
     spatial: list[Tensor] = field(default_factory=list)
+    modality: list[Tensor] = field(default_factory=list)
 
 
 class AttentionCapture:
@@ -57,6 +59,30 @@ class AttentionCapture:
             raise ValueError(f"block {name!r} recorded no spatial map (it has no spatial gate, or no forward ran)")
         return record.spatial[forward_pass]
 
+    def modality_weights(self, name: str) -> Tensor:
+        """The mean weight (N, modalities) each modality got from fusion block ``name``, over every forward pass
+        (concatenated along the batch)."""
+        record = self[name]
+        if not record.modality:
+            raise ValueError(f"block {name!r} recorded no modality weights (it is not a fusion block, or no forward ran)")
+        return torch.cat(record.modality)
+
+    @property
+    def fusion_names(self) -> list[str]:
+        """The blocks that recorded modality weights."""
+        return [name for name, record in self.records.items() if record.modality]
+
+
+def weighing_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The outermost modules of ``model`` that weigh modalities (fusion blocks, early fusion: a
+    ``modality_weights`` method)."""
+    found: list[tuple[str, nn.Module]] = []
+    for name, module in model.named_modules():
+        if callable(getattr(module, "modality_weights", None)) and \
+                not any(outer == "" or name.startswith(f"{outer}.") for outer, _ in found):
+            found.append((name, module))
+    return found
+
 
 def gate_modules(block: nn.Module) -> list[GateActivation]:
     return [module for module in block.modules() if isinstance(module, GateActivation)]
@@ -65,7 +91,7 @@ def gate_modules(block: nn.Module) -> list[GateActivation]:
 def gated_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The attention blocks of ``model`` whose gates can be observed; raises when there are none."""
     blocks = [(name, block) for name, block in find_attention_blocks(model) if gate_modules(block)]
-    if not blocks:
+    if not blocks and not weighing_blocks(model):
         raise ValueError(
             f"{type(model).__name__} has no attention blocks to capture; add some with plugattn.attach(model, ...) "
             "or build the model with attention='se'/'cbam'"
@@ -75,11 +101,21 @@ def gated_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 @contextmanager
 def capture(model: nn.Module) -> Iterator[AttentionCapture]:
-    """Record each attention block's channel weights and spatial maps (detached) for every forward pass
-    run inside the ``with``. Raises when ``model`` holds no attention block."""
+    """Record each attention block's channel weights and spatial maps, and each fusion block's modality weights
+    (detached), for every forward pass run inside the ``with``. Raises when ``model`` holds no attention block."""
     blocks = gated_blocks(model)
-    seen = AttentionCapture([name for name, _ in blocks])
+    weighing = weighing_blocks(model)
+    weighing = [(name or "input", block) for name, block in weighing]  # the model itself: early fusion's input
+    seen = AttentionCapture(list(dict.fromkeys([name for name, _ in blocks] + [name for name, _ in weighing])))
     handles = []
+    for name, block in weighing:
+        record = seen.records[name]
+
+        def weigh(module: nn.Module, args: tuple, _output: object, record: AttentionRecord = record) -> None:
+            with torch.no_grad():
+                record.modality.append(module.modality_weights(*args).detach())
+
+        handles.append(block.register_forward_hook(weigh))
     for name, block in blocks:
         record = seen.records[name]
         for gate in gate_modules(block):

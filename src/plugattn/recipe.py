@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 from plugattn.interop import convert_state_dict, load_pretrained, read_state_dict
 from plugattn.insertion import attach
 from plugattn.models import create_model, list_models, model_entry
+from plugattn.models.head import classifier_of
 from plugattn.models.zoo import resolve_model_name
 from plugattn.preprocessing import parse_normalize
 
@@ -46,6 +48,14 @@ class ModelRecipe:
     init: str | None = None
     block_options: dict[str, Any] = field(default_factory=dict)
     normalize: str | list | None = None
+    fusion: str | None = None
+    """Paired data only: ``early``, a fusion block (``mmtm``, ``se-sum``, ``gated-sum``, ``concat``) at
+    ``fusion_stages``, or None (late fusion alone)."""
+    fusion_stages: list[int | str] = field(default_factory=list)
+    fusion_attention: str | None = "se"
+    """The attention over the stacked inputs (``early``) or the concatenated maps (``concat``)."""
+    late: str = "average"
+    """How the streams' outputs are combined: ``average`` logits or ``concat`` features + one classifier."""
 
     def carries_attention(self) -> bool:
         """Whether the named network has the attention itself (a zoo ``se_``/``cbam_`` name): its weights hold it."""
@@ -56,6 +66,15 @@ class ModelRecipe:
         except ValueError:
             return False
 
+    def streams(self, modalities: Sequence[str]) -> dict[str, str]:
+        """The network spec of each modality: ``model`` as ``image=resnet20,audio=resnet20`` (a subset of the data's
+        modalities: those alone are used), or one spec for every modality."""
+        return _per_modality(self.model, "model", modalities, every=True)
+
+    def stream_weights(self, modalities: Sequence[str]) -> dict[str, str]:
+        """The weights file of each modality that has one (``audio=FILE``)."""
+        return _per_modality(self.weights, "weights", modalities, every=False) if self.weights else {}
+
     def normalize_mode(self) -> str | tuple[tuple[float, ...], tuple[float, ...]]:
         """``normalize`` resolved: ``"weights"``, ``"dataset"`` or a (mean, std) pair; ``weights`` without weights
         is an error naming both."""
@@ -65,6 +84,12 @@ class ModelRecipe:
             raise ValueError("normalize='weights' needs weights to take the statistics from, got weights=None; use "
                              "normalize='dataset' or MEAN,STD numbers")
         return mode
+
+    def multimodal_normalize(self) -> None:
+        """Paired data are normalised with their own statistics: anything else is an error naming the option."""
+        if self.normalize not in (None, "dataset"):
+            raise ValueError(f"normalize must be 'dataset' (or unset) for paired data, whose modalities are normalised "
+                             f"with their training statistics; got {self.normalize!r}")
 
     def resolved_init(self) -> str:
         """``init``, or by default ``identity`` when weights are loaded and the attention is inserted into their
@@ -133,30 +158,6 @@ def published_network(spec: str) -> nn.Module:
 
 
 # ---------------------------------------------------------------- classifier and input adaptation
-
-
-def classifier_of(model: nn.Module) -> tuple[str, nn.Module]:
-    """The name and module of ``model``'s final classifier: ``get_classifier()`` (timm, the zoo), else the
-    ``fc``, ``classifier`` or ``head`` Linear (the last Linear of a ``classifier`` Sequential), else the last
-    Linear of the network."""
-    names = {id(module): name for name, module in model.named_modules()}
-    if callable(getattr(model, "get_classifier", None)):
-        module = model.get_classifier()
-        if id(module) in names:
-            return names[id(module)], module
-    for attribute in ("fc", "classifier", "head"):
-        module = getattr(model, attribute, None)
-        if isinstance(module, nn.Sequential):
-            linears = [(f"{attribute}.{n}", m) for n, m in module.named_children() if isinstance(m, nn.Linear)]
-            if linears:
-                return linears[-1]
-        if isinstance(module, nn.Linear):
-            return attribute, module
-    linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if linears:  # a user's network: its last Linear
-        return linears[-1]
-    raise ValueError(f"cannot find the classifier of {type(model).__name__} (no get_classifier(), no fc, classifier "
-                     "or head, no Linear at all): build it with the right number of classes in your factory")
 
 
 def set_classes(model: nn.Module, num_classes: int) -> str | None:
@@ -282,3 +283,94 @@ def _example(model: nn.Module, in_channels: int) -> torch.Tensor | None:
         return None
     return torch.zeros(2, in_channels, 64, 64, device=reference.device, dtype=reference.dtype)
 
+
+
+# ---------------------------------------------------------------- several modalities
+
+
+def _per_modality(text: str, option: str, modalities: Sequence[str], *, every: bool) -> dict[str, str]:
+    """``"image=A,audio=B"`` -> ``{"image": "A", "audio": "B"}`` (names checked against ``modalities``); a value
+    without ``=`` applies to every modality when ``every``."""
+    if "=" not in text:
+        if every:
+            return {name: text for name in modalities}
+        raise ValueError(f"{option} for paired data names its modality: {option}=MODALITY=VALUE[,…] with MODALITY one "
+                         f"of {list(modalities)}; got {text!r}")
+    chosen: dict[str, str] = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not value or name not in modalities or name in chosen:
+            raise ValueError(f"{option} takes MODALITY=VALUE pairs with each MODALITY once, one of {list(modalities)}; "
+                             f"got {item.strip()!r} in {text!r}")
+        chosen[name] = value
+    return {name: chosen[name] for name in modalities if name in chosen}
+
+
+class ModalitySelect(nn.Module):
+    """One modality's network over paired inputs: ``forward(*inputs)`` runs ``network`` on input ``index``."""
+
+    def __init__(self, network: nn.Module, index: int, modality: str) -> None:
+        super().__init__()
+        self.network, self.index, self.modality = network, index, modality
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.network(inputs[self.index])
+
+
+FUSION_CHOICES = ("early", "mmtm", "se-sum", "gated-sum", "concat")
+
+
+def build_multimodal(recipe: ModelRecipe, *, num_classes: int, shapes: Mapping[str, Sequence[int]],
+                     load_weights: bool = True) -> tuple[nn.Module, list[str]]:
+    """The network ``recipe`` describes for paired inputs of ``shapes`` (modality -> (C, *spatial), in input order):
+    one modality alone, early fusion (one network over the stacked inputs), or a
+    :class:`~plugattn.models.multistream.MultiStreamNet` with fusion blocks at ``fusion_stages`` and late fusion;
+    and notes on what was done."""
+    from plugattn.models.multistream import EarlyFusion, MultiStreamNet
+
+    modalities = list(shapes)
+    recipe.multimodal_normalize()
+    if recipe.fusion is not None and recipe.fusion not in FUSION_CHOICES:
+        close = difflib.get_close_matches(str(recipe.fusion), FUSION_CHOICES, n=3)
+        raise ValueError(f"fusion must be one of {list(FUSION_CHOICES)} (or none: late fusion alone); got "
+                         f"{recipe.fusion!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
+    weights = recipe.stream_weights(modalities)
+    init = recipe.init or ("identity" if weights else "paper")
+    plain = replace(recipe, fusion=None, fusion_stages=[], normalize="dataset")
+    if recipe.fusion == "early":
+        if "=" in recipe.model or recipe.weights:
+            raise ValueError("fusion='early' runs one network over the stacked modalities: give model as one spec "
+                             f"(e.g. resnet20) and no per-modality weights; got model {recipe.model!r}, weights "
+                             f"{recipe.weights!r}")
+        sizes = {tuple(shape[1:]) for shape in shapes.values()}
+        size = max(sizes)  # the largest grid, so no modality loses resolution
+        channels = [shape[0] for shape in shapes.values()]
+        backbone, notes = build_model(plain, num_classes=num_classes, in_channels=sum(channels))
+        notes.append(f"early fusion: {modalities} resampled to {list(size)} and stacked as {sum(channels)} channels, "
+                     f"{recipe.fusion_attention or 'no'} attention over them ({init})")
+        return EarlyFusion(backbone, modalities, channels, size, attention=recipe.fusion_attention, init=init), notes
+    specs = recipe.streams(modalities)
+    streams, notes = {}, []
+    for name, spec in specs.items():
+        stream, stream_notes = build_model(replace(plain, model=spec, weights=weights.get(name)),
+                                           num_classes=num_classes, in_channels=shapes[name][0],
+                                           load_weights=load_weights)
+        streams[name] = stream
+        notes += [f"{name}: {note}" for note in stream_notes]
+    if len(streams) == 1:
+        if recipe.fusion is not None:
+            raise ValueError(f"fusion {recipe.fusion!r} needs two or more modalities in model; got {recipe.model!r}")
+        name = next(iter(streams))
+        notes.append(f"{name} alone (the other modalities are ignored)")
+        return ModalitySelect(streams[name], modalities.index(name), name), notes
+    if len(streams) != len(modalities):
+        raise ValueError(f"model names {list(streams)}; a multi-stream network takes every modality of the data "
+                         f"{modalities} (or one alone)")
+    options = {"attention": recipe.fusion_attention or "se"} if recipe.fusion == "concat" else {}
+    examples = {name: torch.zeros(2, *shapes[name]) for name in modalities}
+    network = MultiStreamNet(streams, examples, fusion=recipe.fusion, stages=recipe.fusion_stages, late=recipe.late,
+                             num_classes=num_classes, init=init, **options)
+    notes.append(f"fusion: {recipe.fusion or 'none'} at stages {recipe.fusion_stages} ({init}), late fusion "
+                 f"{recipe.late!r}")
+    return network, notes

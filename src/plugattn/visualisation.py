@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from plugattn.inspection import capture, check_classes, excitation_statistics, g
 from plugattn.data import DataBundle
 from plugattn.extras import require
 from plugattn.insertion import residual_spec
+
+if TYPE_CHECKING:
+    from plugattn.data.paired import PairedBundle
 
 require("matplotlib", "viz")
 from matplotlib import colormaps  # noqa: E402  (after the check that names the extra)
@@ -315,7 +319,10 @@ def visualise(model: nn.Module, data: DataBundle, out_dir: str | os.PathLike, *,
               images: int = 6, samples: int = 2000, classes: Sequence[int] | None = None, groups: str | None = None,
               block: str | None = None) -> dict[str, pathlib.Path]:
     """Write spatial.png (when the blocks have spatial gates), gradcam.png, excitation.png (when they have
-    channel gates) and, with ``groups``, groups.png into ``out_dir``; returns what was written."""
+    channel gates) and, with ``groups``, groups.png into ``out_dir``; returns what was written. For paired data:
+    :func:`visualise_modalities`."""
+    if hasattr(data, "modalities"):
+        return visualise_modalities(model, data, out_dir, samples=min(samples, 1000))
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     transform = data.transform()
@@ -337,3 +344,129 @@ def visualise(model: nn.Module, data: DataBundle, out_dir: str | os.PathLike, *,
             channel_group_figure(model, many[:512], parse_groups(groups), out / "groups.png", block=block)
             written["mean weight per channel group"] = out / "groups.png"
     return written
+
+
+# ---------------------------------------------------------------- attention across modalities
+
+
+@torch.no_grad()
+def modality_weights(model: nn.Module, data: "PairedBundle", *, samples: int = 1000, batch_size: int = 250
+                     ) -> dict[str, dict[str, Any]]:
+    """For every fusion block of ``model`` on ``samples`` test samples of ``data``: the mean weight each modality got
+    (``mean``), per class (``per_class``), and per sample (``per_sample``, N × modalities)."""
+    model.eval()
+    inputs, labels = data.test_batch(samples)
+    transform = data.transform()
+    with capture(model) as seen:
+        for start in range(0, len(labels), batch_size):
+            model(*transform([x[start:start + batch_size] for x in inputs]))
+    if not seen.fusion_names:
+        raise ValueError("the model has no fusion block that weighs modalities (mmtm, se-sum, gated-sum, concat with a "
+                         "channel gate, early fusion with one): nothing to draw")
+    table: dict[str, dict[str, Any]] = {}
+    for name in seen.fusion_names:
+        weights = seen.modality_weights(name)
+        table[name] = {
+            "mean": dict(zip(data.modalities, weights.mean(0).tolist())),
+            "per_class": {data.classes[c]: dict(zip(data.modalities, weights[labels == c].mean(0).tolist()))
+                          for c in range(data.num_classes) if (labels == c).any()},
+            "per_sample": weights.tolist(),
+        }
+    return table
+
+
+def default_corruption_levels(data: "PairedBundle") -> dict[str, list[tuple[str, tuple[str, float | None]]]]:
+    """Per modality, the conditions :func:`modality_weights_under_corruption` sweeps: clean, noise at three
+    strengths (SNR 10, 0, −10 dB where the source defines SNR; else 0.5, 1, 2 standard deviations), blank."""
+    levels = {}
+    for modality in data.modalities:
+        strengths = (10.0, 0.0, -10.0) if modality in data.corrupt_hooks else (0.5, 1.0, 2.0)
+        unit = " dB" if modality in data.corrupt_hooks else "σ"
+        levels[modality] = ([("clean", ("none", None))] +
+                            [(f"noise {s:g}{unit}", ("noise", s)) for s in strengths] + [("blank", ("blank", None))])
+    return levels
+
+
+def modality_weights_under_corruption(model: nn.Module, data: "PairedBundle", *, samples: int = 1000
+                                      ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """For each modality corrupted at each of :func:`default_corruption_levels`: every fusion block's mean weight
+    per modality and the accuracy — ``{corrupted modality: {condition: {block or "top1": …}}}``."""
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for modality, levels in default_corruption_levels(data).items():
+        results[modality] = {}
+        for label, (kind, strength) in levels:
+            corrupted = data if kind == "none" else data.corrupted({modality: (kind, strength)})
+            table = modality_weights(model, corrupted, samples=samples)
+            inputs, labels = corrupted.test_batch(samples)
+            with torch.no_grad():
+                logits = torch.cat([model(*corrupted.transform()([x[s:s + 250] for x in inputs]))
+                                    for s in range(0, len(labels), 250)])
+            row: dict[str, Any] = {name: entry["mean"] for name, entry in table.items()}
+            row["top1"] = float((logits.argmax(1) == labels).float().mean())
+            results[modality][label] = row
+    return results
+
+
+def plot_modality_weights(table: Mapping[str, Mapping[str, Any]], modalities: Sequence[str], path: str | os.PathLike,
+                          *, title: str = "") -> None:
+    """One group of bars per fusion block: the mean weight of each modality, with the spread over samples."""
+    names = list(table)
+    figure = _figure(figsize=(max(5.0, 1.4 * len(names) + 2), 4), dpi=100)
+    axes = figure.subplots()
+    width = 0.8 / len(modalities)
+    for index, modality in enumerate(modalities):
+        values = [np.asarray(table[name]["per_sample"])[:, index] for name in names]
+        positions = np.arange(len(names)) + (index - (len(modalities) - 1) / 2) * width
+        axes.bar(positions, [v.mean() for v in values], width, yerr=[v.std() for v in values], capsize=3,
+                 label=modality, color=_tab10(np.array([index]))[0])
+    axes.set_xticks(np.arange(len(names)), names, fontsize=8)
+    axes.set_ylabel("mean weight (± std over samples)")
+    axes.legend(fontsize=8)
+    axes.set_title(title or "per-modality weights of each fusion block", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def plot_weights_under_corruption(results: Mapping[str, Mapping[str, Mapping[str, Any]]], modalities: Sequence[str],
+                                  path: str | os.PathLike) -> None:
+    """One panel per corrupted modality: each fusion block's weight of each modality (lines) and the accuracy
+    (dashed, right axis) against the corruption's strength."""
+    figure = _figure(figsize=(5.5 * len(results), 4), dpi=100)
+    panels = np.atleast_1d(figure.subplots(1, len(results)))
+    for axes, (corrupted, rows) in zip(panels, results.items()):
+        conditions = list(rows)
+        blocks = [name for name in rows[conditions[0]] if name != "top1"]
+        for b, block in enumerate(blocks):
+            for m, modality in enumerate(modalities):
+                axes.plot(conditions, [rows[c][block][modality] for c in conditions], marker="o",
+                          linestyle=("-", ":", "-.", "--")[b % 4], color=_tab10(np.array([m]))[0],
+                          label=f"{block}: {modality}")
+        axes.set_title(f"{corrupted} corrupted", fontsize=10)
+        axes.set_ylabel("mean weight")
+        axes.tick_params(axis="x", labelrotation=30, labelsize=8)
+        accuracy = axes.twinx()
+        accuracy.plot(conditions, [rows[c]["top1"] for c in conditions], color="0.3", linestyle="--", marker="x",
+                      label="top-1")
+        accuracy.set_ylim(0, 1)
+        accuracy.set_ylabel("top-1 (dashed)")
+        axes.legend(fontsize=6, loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def visualise_modalities(model: nn.Module, data: "PairedBundle", out_dir: str | os.PathLike, *, samples: int = 1000
+                         ) -> dict[str, pathlib.Path]:
+    """Write modalities.png (per-modality weights of each fusion block), modalities_corrupted.png (against
+    corruption strength) and modalities.json into ``out_dir``; returns what was written."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = modality_weights(model, data, samples=samples)
+    plot_modality_weights(table, data.modalities, out / "modalities.png")
+    results = modality_weights_under_corruption(model, data, samples=samples)
+    plot_weights_under_corruption(results, data.modalities, out / "modalities_corrupted.png")
+    summary = {"clean": {name: {k: v for k, v in entry.items() if k != "per_sample"} for name, entry in table.items()},
+               "under_corruption": results}
+    (out / "modalities.json").write_text(json.dumps(summary, indent=2))
+    return {"per-modality weights": out / "modalities.png",
+            "per-modality weights against corruption": out / "modalities_corrupted.png",
+            "the numbers": out / "modalities.json"}

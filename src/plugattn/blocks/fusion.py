@@ -119,6 +119,13 @@ class MMTM(nn.Module):
             gated = [torch.lerp(stream, out, self.alpha.to(stream.dtype)) for stream, out in zip(streams, gated)]
         return tuple(gated)
 
+    def modality_weights(self, *streams: Tensor) -> Tensor:
+        """(N, streams): each stream's mean effective gate (with ``init="identity"``'s blend, ``1 + α·(g − 1)``)."""
+        gates = self.gates(*streams)
+        if self.alpha is not None:
+            gates = [torch.lerp(torch.ones_like(gate), gate, self.alpha.to(gate.dtype)) for gate in gates]
+        return torch.stack([gate.mean(1) for gate in gates], 1)
+
     def extra_repr(self) -> str:
         return f"channels={list(self.channels)}, hidden={self.hidden}, gate={self.gate!r}, init={self.init!r}"
 
@@ -154,6 +161,11 @@ class SESum(_MainStreamStart):
         _check_streams(streams, self.channels, "se-sum", same_shape=True)
         return self._blend(streams[0], torch.stack([se(x) for se, x in zip(self.se, streams)]).sum(0))
 
+    def modality_weights(self, *streams: Tensor) -> Tensor:
+        """(N, streams): the mean SE excitation of each stream."""
+        _check_streams(streams, self.channels, "se-sum", same_shape=True)
+        return torch.stack([se.channel_weights(x).mean(1) for se, x in zip(self.se, streams)], 1)
+
 
 class ChannelGateConv(nn.Module):
     """ACNet's channel attention: ``x · σ(W·GAP(x) + b)`` with a full C×C 1×1 convolution (no bottleneck)."""
@@ -165,8 +177,12 @@ class ChannelGateConv(nn.Module):
         super().__init__()
         self.conv = nn.Linear(require_positive_int("channels", channels), channels, **factory_kwargs(device, dtype))
 
+    def channel_weights(self, x: Tensor) -> Tensor:
+        """The gate (N, C) for input ``x``."""
+        return torch.sigmoid(self.conv(squeeze(x)))
+
     def forward(self, x: Tensor) -> Tensor:
-        return x * _per_channel(torch.sigmoid(self.conv(squeeze(x))), x)
+        return x * _per_channel(self.channel_weights(x), x)
 
 
 class GatedSum(_MainStreamStart):
@@ -191,6 +207,11 @@ class GatedSum(_MainStreamStart):
             fused = fused + merged
         return self._blend(streams[0] if merged is None else merged, fused)
 
+    def modality_weights(self, *streams: Tensor) -> Tensor:
+        """(N, streams): the mean channel gate of each stream."""
+        _check_streams(streams, self.channels, "gated-sum", same_shape=True)
+        return torch.stack([gate.channel_weights(x).mean(1) for gate, x in zip(self.gate, streams)], 1)
+
 
 class ConcatFusion(nn.Module):
     """Mid fusion: ``block(cat(x₁, …, xₙ))`` with ``block`` any registered attention over ΣC channels
@@ -208,6 +229,19 @@ class ConcatFusion(nn.Module):
     def forward(self, *streams: Tensor) -> Tensor:
         _check_streams(streams, self.channels, "concat", same_size=True)
         return self.block(torch.cat(streams, 1))
+
+    def modality_weights(self, *streams: Tensor) -> Tensor:
+        """(N, streams): the block's mean channel weight over each stream's channels (blocks with a channel gate:
+        SE, CBAM, …; ``init="identity"`` blends them as the output does, ``1 + α·(w − 1)``)."""
+        _check_streams(streams, self.channels, "concat", same_size=True)
+        block, alpha = (self.block.block, self.block.alpha) if hasattr(self.block, "alpha") else (self.block, None)
+        gate = getattr(block, "channel_gate", block)
+        if not hasattr(gate, "channel_weights"):
+            raise ValueError(f"concat fusion's block {type(block).__name__} has no channel gate: it weighs no modality")
+        weights = gate.channel_weights(torch.cat(streams, 1))
+        if alpha is not None:
+            weights = torch.lerp(torch.ones_like(weights), weights, alpha.to(weights.dtype))
+        return torch.stack([part.mean(1) for part in weights.split(list(self.channels), 1)], 1)
 
 
 FusionFactory = Callable[..., nn.Module]

@@ -225,3 +225,19 @@ def _read_cache(path: pathlib.Path) -> tuple[dict[str, Tensor], list[str], list[
         metadata = handle.metadata()
         tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     return tensors, json.loads(metadata["names"]), json.loads(metadata["skipped"])
+
+
+def test_features_at_snr(root: pathlib.Path, names: list[str], options: AVMNISTOptions, snr_db: float) -> Tensor:
+    """The features of the recordings ``names`` rebuilt with white noise at ``snr_db`` instead of the data set's
+    own (``--corrupt audio=noise:SNR``); recordings outside the test split keep their place with zeros."""
+    generator = torch.Generator().manual_seed(options.seed + 1)
+    recordings = _recordings(root)
+    features = torch.zeros(len(names), 1, options.n_mels, options.frames)
+    for index, name in enumerate(names):
+        match = _NAME.match(name)
+        if not _in_test(match[2], int(match[3]), options.split):
+            continue
+        noisy = add_noise(read_wav(io.BytesIO(recordings[name]), rate=RATE, name=name), snr_db, generator)
+        features[index, 0] = log_mel_spectrogram(noisy, RATE, n_mels=options.n_mels, frames=options.frames)
+    return features
+

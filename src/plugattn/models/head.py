@@ -50,3 +50,27 @@ class ClassifierHead(nn.Module):
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1)) if global_pool == "avg" else nn.Identity()
         self.num_classes = require_num_classes(num_classes)
         self.fc = nn.Linear(self.num_features, num_classes, **factory_like(self)) if num_classes > 0 else nn.Identity()
+
+
+def classifier_of(model: nn.Module) -> tuple[str, nn.Module]:
+    """The name and module of ``model``'s final classifier: ``get_classifier()`` (timm, the zoo), else the
+    ``fc``, ``classifier`` or ``head`` Linear (the last Linear of a ``classifier`` Sequential), else the last
+    Linear of the network."""
+    names = {id(module): name for name, module in model.named_modules()}
+    if callable(getattr(model, "get_classifier", None)):
+        module = model.get_classifier()
+        if id(module) in names:
+            return names[id(module)], module
+    for attribute in ("fc", "classifier", "head"):
+        module = getattr(model, attribute, None)
+        if isinstance(module, nn.Sequential):
+            linears = [(f"{attribute}.{n}", m) for n, m in module.named_children() if isinstance(m, nn.Linear)]
+            if linears:
+                return linears[-1]
+        if isinstance(module, nn.Linear):
+            return attribute, module
+    linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if linears:  # a user's network: its last Linear
+        return linears[-1]
+    raise ValueError(f"cannot find the classifier of {type(model).__name__} (no get_classifier(), no fc, classifier "
+                     "or head, no Linear at all): build it with the right number of classes in your factory")

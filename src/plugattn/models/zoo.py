@@ -67,7 +67,7 @@ def _build_registry() -> dict[str, ModelEntry]:
         entries[f"{name}_v1"] = _imagenet(
             Bottleneck, layers, f"{description}, v1 (stride in 1x1; the papers' FLOPs)", stride_in_1x1=True, **options
         )
-    for depth in (20, 32, 44, 56, 110):
+    for depth in (8, 20, 32, 44, 56, 110):
         entries[f"resnet{depth}"] = _cifar(CifarBasicBlock, (depth - 2) // 6, f"CIFAR ResNet-{depth} (He et al., option A)")
     entries["preact_resnet164"] = _cifar(PreActBottleneck, 18, "CIFAR pre-activation ResNet-164 (bottleneck)")
     entries["wrn16_8"] = _cifar(WideBasicBlock, 2, "CIFAR WRN-16-8 (Zagoruyko & Komodakis)", widths=(128, 256, 512))

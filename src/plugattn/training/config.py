@@ -9,13 +9,14 @@ from typing import Any
 
 from plugattn.blocks import INITS
 from plugattn.data import AUGMENTATIONS
+from plugattn.data.paired import is_paired
 from plugattn.recipe import ModelRecipe
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("fp32", "bf16", "fp16")
 ARCHITECTURE_FIELDS = ("model", "attention", "reduction", "position", "stages", "where", "init", "block_options",
-                       "dataset", "image_size", "normalize")
+                       "dataset", "image_size", "normalize", "fusion", "fusion_stages", "fusion_attention", "late")
 """Config fields a checkpoint must agree on to be resumed or evaluated (hyper-parameters may change)."""
 
 
@@ -49,6 +50,8 @@ class TrainConfig(ModelRecipe):
     compile: bool = False
     channels_last: bool = False
     clip_grad: float | None = None
+    modality_dropout: float = 0.0
+    """Paired data: the probability that a training sample's modality is replaced by its mean (never all)."""
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -84,6 +87,14 @@ class TrainConfig(ModelRecipe):
                                             or self.image_size < 1):
             raise ValueError(f"image_size must be a positive int, got {self.image_size!r}")
         self.normalize_mode()
+        if not 0 <= self.modality_dropout < 1:
+            raise ValueError(f"modality_dropout must be a probability in [0, 1), got {self.modality_dropout}")
+        if self.modality_dropout and not is_paired(self.dataset):
+            raise ValueError(f"modality_dropout applies to paired data (avmnist, pairs:MANIFEST.csv); dataset is "
+                             f"{self.dataset!r}")
+        if (self.fusion or self.fusion_stages) and not is_paired(self.dataset):
+            raise ValueError(f"fusion and fusion_stages apply to paired data (avmnist, pairs:MANIFEST.csv); dataset is "
+                             f"{self.dataset!r}")
         if self.init not in (None, *INITS):
             raise ValueError(f"init must be one of {list(INITS)} (or unset: identity with weights, paper without); "
                              f"got {self.init!r}")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from plugattn.checkpoint import CheckpointError, load_checkpoint, split_prefix
 from plugattn.data import BatchTransform, DataBundle, collate_skipping
+from plugattn.data.paired import PairedBundle, is_paired, parse_corruptions
 from plugattn.preprocessing import Preprocessing
 from plugattn.recipe import ModelRecipe, classifier_of
 from plugattn.recipe import build_model as build_from_recipe
@@ -22,6 +24,7 @@ from plugattn.training.setup import (
     load_normalized,
     recipe_preprocessing,
     setup_runtime,
+    to_device,
 )
 
 @torch.no_grad()
@@ -35,10 +38,11 @@ def evaluate_model(model: nn.Module, loader: DataLoader, transform: BatchTransfo
     for images, labels in loader:
         if not len(labels):
             continue
-        x = transform(images.to(device)).contiguous(memory_format=memory_format)
+        x = to_device(transform(to_device(images, device)[0] if isinstance(images, Tensor) else images), device,
+                      memory_format)
         labels = labels.to(device)
         with autocast or torch.autocast(device.type, enabled=False):
-            logits = model(x).float()
+            logits = model(*x).float()
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         k = min(5, num_classes)
         top5_hits += (logits.topk(k, 1).indices == labels[:, None]).any(1).sum().item()
@@ -63,7 +67,7 @@ def load_trained(path: str | os.PathLike, *, dataset: str | None = None, data_di
     tensors, meta = load_checkpoint(path)
     config = config_from_checkpoint(meta)
     recorded = meta.get("preprocessing")  # absent in checkpoints written before it was recorded: the data set's own
-    source = Preprocessing.from_dict(recorded) if recorded else None
+    source = Preprocessing.from_dict(recorded) if recorded and not is_paired(config.dataset) else None
     data, _ = load_normalized(dataset or config.dataset, data_dir or config.data_dir, "weights" if source else "dataset",
                               source, image_size=config.image_size, augment=config.augment, progress=False)
     model, _ = build_model(config, data, load_weights=False)
@@ -104,8 +108,17 @@ def evaluate_on_test(model: nn.Module, data: DataBundle, *, batch_size: int = 25
 
 
 def evaluate_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, data_dir: str | None = None,
-                        batch_size: int = 256, device: str = "auto") -> dict[str, Any]:
-    """Evaluate a checkpoint written by :func:`train` on its data set's test split (or ``dataset``'s)."""
+                        batch_size: int = 256, device: str = "auto", corrupt: Sequence[str] = ()) -> dict[str, Any]:
+    """Evaluate a checkpoint written by :func:`train` on its data set's test split (or ``dataset``'s); for paired
+    data also under each corruption in ``corrupt`` (``"audio=noise:0"``, see
+    :func:`plugattn.data.paired.parse_corruptions`), reported under ``corrupted``."""
     model, data, _, meta = load_trained(path, dataset=dataset, data_dir=data_dir)
+    conditions = {text: parse_corruptions(text) for text in corrupt}
+    if conditions and not isinstance(data, PairedBundle):
+        raise ValueError(f"--corrupt applies to paired data (modalities); {data.name} is a single-modality data set")
+    corrupted = {text: data.corrupted(parsed) for text, parsed in conditions.items()}  # bad names fail before any run
     metrics = evaluate_on_test(model, data, batch_size=batch_size, device=device)
+    if corrupted:
+        metrics["corrupted"] = {text: evaluate_on_test(model, variant, batch_size=batch_size, device=device)
+                                for text, variant in corrupted.items()}
     return {"checkpoint": str(path), "epoch": meta["epoch"], "classes": list(data.classes), **metrics}

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plugattn.data import DataBundle
+from plugattn.data.paired import PairedBundle, is_paired
 from plugattn.extras import require
 from plugattn.preprocessing import Preprocessing, recorded_preprocessing
 from plugattn.profiling import count_macs, count_parameters
@@ -37,6 +38,7 @@ from plugattn.training.setup import (
     set_backbone_frozen,
     recipe_preprocessing,
     setup_runtime,
+    to_device,
     unwrap,
 )
 
@@ -55,6 +57,8 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
     data, preprocessing = load_normalized(config.dataset, config.data_dir, mode, source, image_size=config.image_size,
                                           augment=config.augment, download=config.download,
                                           progress=config.progress and runtime.is_main, seed=config.seed)
+    if isinstance(data, PairedBundle):
+        data = dataclasses.replace(data, modality_dropout=config.modality_dropout)
     loaders = make_loaders(config, data, runtime)
     model, notes = build_model(config, data, load_weights=resume is None)
     notes.append(describe_preprocessing(preprocessing))
@@ -122,8 +126,8 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
 def _run_preprocessing(config: TrainConfig, resume: str | os.PathLike | None) -> tuple[str | tuple, Preprocessing | None]:
     """How this run prepares its inputs: as its checkpoint recorded when it resumes (the weights file may be gone;
     a checkpoint from before preprocessing was recorded used the data set's own), else as the recipe says."""
-    if resume is None:
-        return recipe_preprocessing(config)
+    if resume is None or is_paired(config.dataset):
+        return recipe_preprocessing(config, config.dataset)
     _, recorded = recorded_preprocessing(resume)
     return ("weights", recorded) if recorded is not None else ("dataset", None)
 
@@ -172,13 +176,18 @@ def _summarise(model: nn.Module, final: Mapping[str, Any], data: DataBundle, con
                notes: list[str], wall_seconds: float, world_size: int) -> dict[str, Any]:
     """``summary.json`` and ``confusion.png`` of a finished run."""
     device = next(model.parameters()).device
-    sample = torch.zeros(1, data.in_channels, *data.image_size, device=device)
+    if isinstance(data, PairedBundle):
+        sample = tuple(x.to(device) for x in data.example_input())
+        shape: Any = {name: list(value) for name, value in data.shapes.items()}
+    else:
+        sample = (torch.zeros(1, data.in_channels, *data.image_size, device=device),)
+        shape = [data.in_channels, *data.image_size]
     summary = {
         "config": dataclasses.asdict(config), "classes": list(data.classes),
-        "input_shape": [data.in_channels, *data.image_size], **final,
+        "input_shape": shape, **final,
         "best_top1": progress.best_top1, "start_metrics": progress.start_metrics, "params": count_parameters(model),
         "preprocessing": preprocessing.to_dict(),
-        "macs": count_macs(model.eval(), sample), "train_seconds": sum(r["epoch_seconds"] for r in progress.history),
+        "macs": count_macs(model.eval(), *sample), "train_seconds": sum(r["epoch_seconds"] for r in progress.history),
         "wall_seconds": wall_seconds, "world_size": world_size, "epochs": config.epochs, "model_notes": notes,
     }
     out_dir = pathlib.Path(config.out_dir)
@@ -233,10 +242,10 @@ def train_one_epoch(context: EpochContext, epoch: int, *, frozen: bool = False) 
         skipped += getattr(batch, "skipped", 0)
         if not len(labels):
             continue
-        x = context.transform(images, generator).to(runtime.device).contiguous(memory_format=context.memory_format)
+        x = to_device(context.transform(images, generator), runtime.device, context.memory_format)
         labels = labels.to(runtime.device)
         with context.autocast:
-            logits = model(x)
+            logits = model(*x)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from collections.abc import Sequence
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from plugattn.blocks import find_attention_blocks
@@ -23,8 +24,9 @@ from plugattn.data import (
     collate_skipping,
     load_data,
 )
+from plugattn.data.paired import PairedBundle, is_paired, load_paired
 from plugattn.preprocessing import Preprocessing, explicit_preprocessing, weights_preprocessing
-from plugattn.recipe import ModelRecipe, classifier_of
+from plugattn.recipe import ModelRecipe, build_multimodal, classifier_of
 from plugattn.recipe import build_model as build_from_recipe
 from plugattn.training.config import TrainConfig
 
@@ -60,19 +62,30 @@ def barrier(runtime: Runtime) -> None:
         dist.barrier()
 
 
-def recipe_preprocessing(recipe: ModelRecipe) -> tuple[str | tuple, Preprocessing | None]:
+Data = DataBundle | PairedBundle
+
+
+def recipe_preprocessing(recipe: ModelRecipe, dataset: str = "") -> tuple[str | tuple, Preprocessing | None]:
     """The recipe's normalisation mode and, for ``weights``, the preprocessing its weights were trained with
-    (None when nothing records it)."""
+    (None when nothing records it); paired data are normalised with their own statistics."""
+    if is_paired(dataset):
+        recipe.multimodal_normalize()
+        return "dataset", None
     mode = recipe.normalize_mode()
     return mode, (weights_preprocessing(recipe.model, recipe.weights) if mode == "weights" else None)
 
 
 def load_normalized(dataset: str, data_dir: str | None, mode: str | tuple, source: Preprocessing | None, *,
                     image_size: int | None, augment: str, download: bool = False, progress: bool = True,
-                    seed: int = 0) -> tuple[DataBundle, Preprocessing]:
+                    seed: int = 0) -> tuple[Data, Preprocessing]:
     """The data set prepared as ``mode`` says (``weights`` with ``source``'s statistics and, for image folders,
     its evaluation resize, crop and interpolation — ``image_size`` overrides the crop; ``dataset``; or a (mean,
-    std) pair), and the preprocessing actually applied, as checkpoints record it."""
+    std) pair), and the preprocessing actually applied, as checkpoints record it. Paired data (``avmnist``,
+    ``pairs:…``) use their modalities' own statistics, recorded one after the other."""
+    if is_paired(dataset):
+        paired = load_paired(dataset, data_dir, seed=seed)
+        source = f"the data set's own statistics ({paired.name}: {', '.join(paired.modalities)}, per channel)"
+        return paired, Preprocessing(sum(paired.mean, ()), sum(paired.std, ()), source=source)
     folder = dataset.startswith("imagefolder:")
     crop, resize = source.geometry_for(image_size) if source is not None and folder else (image_size, None)
     interpolation = source.interpolation if source is not None and folder else "bilinear"
@@ -97,9 +110,12 @@ def describe_preprocessing(used: Preprocessing) -> str:
     return f"input: normalised with mean/std {numbers} per channel — {used.source}{geometry}"
 
 
-def build_model(config: TrainConfig, data: DataBundle, *, load_weights: bool = True) -> tuple[nn.Module, list[str]]:
-    """The run's model for ``data`` (classifier and input channels fitted) and what was done to build it;
-    ``load_weights=False`` when a checkpoint will fill it."""
+def build_model(config: TrainConfig, data: Data, *, load_weights: bool = True) -> tuple[nn.Module, list[str]]:
+    """The run's model for ``data`` (classifier and input channels fitted; for paired data a network per
+    modality and their fusion) and what was done to build it; ``load_weights=False`` when a checkpoint will
+    fill it."""
+    if isinstance(data, PairedBundle):
+        return build_multimodal(config, num_classes=data.num_classes, shapes=data.shapes, load_weights=load_weights)
     return build_from_recipe(config, num_classes=data.num_classes, in_channels=data.in_channels,
                              load_weights=load_weights)
 
@@ -175,6 +191,15 @@ def autocast_for(config: TrainConfig, device: torch.device) -> Any:
     if config.precision == "fp16" and device.type == "cpu":
         raise ValueError("precision fp16 needs CUDA; use bf16 on the CPU")
     return torch.autocast(device.type, dtype=torch.bfloat16 if config.precision == "bf16" else torch.float16)
+
+
+def to_device(x: Tensor | Sequence[Tensor], device: torch.device,
+              memory_format: torch.memory_format = torch.contiguous_format) -> tuple[Tensor, ...]:
+    """A batch's input(s) on ``device`` as a tuple of model arguments (one per modality for paired data); 4-D
+    maps in ``memory_format``."""
+    inputs = (x,) if isinstance(x, Tensor) else tuple(x)
+    return tuple(t.to(device).contiguous(memory_format=memory_format if t.dim() == 4 else torch.contiguous_format)
+                 for t in inputs)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -70,3 +70,25 @@ def test_parameter_errors_keep_their_brackets():
     assert "".join("e.g. [features, features.0, features.1,".split()) in "".join(text.split())
     assert "".join("where='stage' (a block after each of its 5 stages: [features.1, features.4,".split()) in \
         "".join(text.split())
+
+
+def test_fetch_offline_says_so_and_how_to_go_on(tmp_path, monkeypatch):
+    import urllib.error
+
+    def offline(url, timeout):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    result = runner.invoke(app, ["fetch", "avmnist", "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "cannot download" in result.output and "offline?" in result.output and "--data-dir" in result.output
+    wrong = runner.invoke(app, ["fetch", "imagenet"])
+    assert wrong.exit_code != 0 and "avmnist" in wrong.output
+
+
+def test_the_commands_are_listed_by_group():
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    listed = [line.split()[1] for line in result.output.splitlines() if line.startswith("│ ") and len(line.split()) > 2]
+    for command in ("blocks", "profile", "train", "sweep", "eval", "viz", "export", "convert", "fetch", "demo"):
+        assert command in listed, listed
+    assert listed.index("blocks") < listed.index("train") < listed.index("eval") < listed.index("fetch")

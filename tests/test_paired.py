@@ -144,7 +144,7 @@ def test_corruptions_parse_and_apply(tmp_path):
 def test_avmnist_as_paired_data_and_its_audio_corruption_at_an_snr():
     data = load_paired("avmnist", SHARED)
     assert data.shapes == {"image": (1, 28, 28), "audio": (1, 40, 64)} and (len(data.train), len(data.test)) == (60000, 10000)
-    assert "recordings at 0 dB SNR" in data.notes[0]
+    assert "recordings at 10 dB SNR" in data.notes[0]
     louder = data.corrupted({"audio": ("noise", -10.0)})
     clean_audio, noisy_audio = data.test_batch(50)[0][1], louder.test_batch(50)[0][1]
     assert torch.equal(data.test_batch(50)[0][0], louder.test_batch(50)[0][0])

@@ -16,7 +16,7 @@ from plugattn.data import DataError, load_data
 from plugattn.cli.parsing import parse_grid
 from plugattn.sweep import expand, sweep
 from plugattn.training import TrainConfig, evaluate_checkpoint, train
-from tests.conftest import FASHION_MNIST, make_image_folder
+from tests.conftest import FASHION_MNIST, make_image_folder, make_manifest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -269,3 +269,73 @@ def test_sgd_momentum_is_nesterov_unless_told_otherwise():
     plain = make_optimizer(TrainConfig(nesterov=False, momentum=0.9, weight_decay=1e-4), model)  # He et al.'s SGD
     assert plain.defaults["nesterov"] is False and plain.defaults["momentum"] == 0.9
     assert make_optimizer(TrainConfig(momentum=0.0), model).defaults["nesterov"] is False
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_multimodal_run_killed_inside_an_epoch_resumes_to_the_same_checkpoint(processes, tmp_path):
+    """Two ResNet-8 streams with MMTM after stage 2, modality dropout, DataLoader workers and EMA on a pairs
+    manifest, SIGKILLed two steps into epoch 2 and resumed: every tensor of the final checkpoint equals the
+    uninterrupted run's, in one process and with two gloo ranks."""
+    manifest = make_manifest(tmp_path / "pairs", train=16, test=4)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"] \
+        if processes == 2 else None
+    batch = 8 // processes
+    common = ["train", "--model", "image=resnet8,audio=resnet8", "--fusion", "mmtm", "--fusion-stages", "2",
+              "--modality-dropout", "0.3", "--dataset", f"pairs:{manifest}", "--epochs", "2", "--batch-size", str(batch),
+              "--lr", "0.05", "--workers", "2", "--ema", "0.9", "--no-progress"]
+    steps = 48 // (batch * processes)
+    whole = _cli(*common, "--out", str(tmp_path / "whole"), launcher=launcher)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = _cli(*common, "--out", str(tmp_path / "cut"), launcher=launcher,
+                  env={"PLUGATTN_FAULT_KILL_AT_STEP": str(steps + 2)})
+    assert killed.returncode != 0
+    assert load_checkpoint(tmp_path / "cut" / "last.safetensors")[1]["epoch"] == 1
+    resumed = _cli(*common, "--out", str(tmp_path / "cut"), "--resume", "auto", launcher=launcher)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _same_checkpoints(tmp_path / "whole", tmp_path / "cut")
+    if processes == 1:
+        summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
+        assert summary["input_shape"] == {"image": [1, 8, 8], "audio": [1, 6, 10]} and summary["macs"] > 0
+        assert any("fusion: mmtm at stages [2]" in note for note in summary["model_notes"])
+
+
+def test_a_multimodal_run_learns_evaluates_under_corruption_and_draws_its_weights(tmp_path):
+    manifest = make_manifest(tmp_path / "pairs", train=24, test=8)
+    result = _cli("train", "--model", "resnet8", "--fusion", "se-sum", "--fusion-stages", "2,3", "--dataset",
+                  f"pairs:{manifest}", "--epochs", "4", "--batch-size", "8", "--lr", "0.05", "--no-progress",
+                  "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["top1"] > 0.5  # 3 classes, visible in both modalities
+    metrics = evaluate_checkpoint(tmp_path / "run" / "last.safetensors", corrupt=["image=blank", "image=blank,audio=silence"])
+    assert metrics["top1"] == pytest.approx(summary["top1"])
+    both = metrics["corrupted"]["image=blank,audio=silence"]
+    assert both["top1"] <= metrics["top1"] and len(set(both["confusion"][0])) >= 1
+    shown = _cli("eval", str(tmp_path / "run" / "last.safetensors"), "--corrupt", "audio=noise:3")
+    assert shown.returncode == 0 and "audio=noise:3" in shown.stdout and "under corruption" in shown.stdout
+    wrong = _cli("eval", str(tmp_path / "run" / "last.safetensors"), "--corrupt", "depth=blank")
+    assert wrong.returncode == 2 and "'depth'" in wrong.stderr and "['image', 'audio']" in wrong.stderr
+    drawn = _cli("viz", str(tmp_path / "run" / "last.safetensors"), "--out", str(tmp_path / "viz"), "--samples", "24")
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    numbers = json.loads((tmp_path / "viz" / "modalities.json").read_text())
+    assert set(numbers["clean"]) == {"fusions.0", "fusions.1"}
+    assert set(numbers["under_corruption"]) == {"image", "audio"}
+    for picture in ("modalities.png", "modalities_corrupted.png"):
+        assert (tmp_path / "viz" / picture).stat().st_size > 5000
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--fusion", "mmtm", "--fusion-stages", "7"], ["fusion stage 7", "stages 1..3"]),
+    (["--fusion", "mmtn", "--fusion-stages", "2"], ["did you mean 'mmtm'"]),
+    (["--modality-dropout", "1.5"], ["modality_dropout", "[0, 1)"]),
+])
+def test_multimodal_bad_input_is_named(args, fragments, tmp_path):
+    manifest = make_manifest(tmp_path / "pairs", train=4, test=2)
+    result = _cli("train", "--model", "resnet8", "--dataset", f"pairs:{manifest}", "--epochs", "1", "--batch-size", "4",
+                  "--no-progress", "--out", str(tmp_path / "run"), *args)
+    assert result.returncode == 2 and all(fragment in result.stderr for fragment in fragments), result.stderr[-2000:]
+
+
+def test_fusion_options_on_image_data_are_refused(image_folder, tmp_path):
+    with pytest.raises(ValueError, match="fusion and fusion_stages apply to paired data"):
+        train(_config(image_folder, tmp_path, fusion="mmtm", fusion_stages=[2]))

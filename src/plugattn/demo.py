@@ -2,11 +2,14 @@
 Fashion-MNIST); then SE and CBAM inserted into it as the exact identity (``init="identity"``: accuracy
 unchanged at insertion, shown) and fine-tuned, against the plain network trained on for the same budget —
 compared in a table (accuracy at insertion and after, parameters, MACs, latency) and in pictures of what the
-inserted attention learned. Plus the seed's multimodal idea: an SE block weighing three input "modalities"
-(the image, its edges, and pure noise)."""
+inserted attention learned. Plus the seed's multimodal idea on real data when AV-MNIST's sources are found (MNIST
+digits and spoken digits: a two-stream network with MMTM fusion, its per-modality weights, clean and with each
+modality corrupted); where they are not, the demo says how to fetch them and shows the idea on a stand-in: an SE
+block weighing three input "modalities" (the image, its edges, and pure noise)."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 from collections import OrderedDict
 from typing import Any
@@ -19,13 +22,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from plugattn.blocks import SqueezeExcite
-from plugattn.data import BatchTransform, DataBundle, TensorImages, load_fashion_mnist
+from plugattn.data import BatchTransform, DataBundle, DataError, TensorImages, load_fashion_mnist
 from plugattn.models import create_model
 from plugattn.sweep import run_once, sweep
 from plugattn.training import (
     EpochContext,
     Runtime,
     TrainConfig,
+    evaluate_checkpoint,
     load_trained,
     lr_factor,
     make_optimizer,
@@ -71,9 +75,52 @@ def modality_experiment(data: DataBundle, out: pathlib.Path, *, seed: int = 0, t
     return channel_group_figure(model, transform(test_x), MODALITIES, out / "modalities.png", block="modality_attention")
 
 
+AV_SEARCH = ("../shared/data", "data")
+"""Where the demo looks for AV-MNIST's sources (``mnist/`` and ``fsdd/``) when ``--av-data-dir`` is not given."""
+
+
+def find_av_data(given: str | None) -> pathlib.Path | None:
+    """The folder holding ``mnist/`` and ``fsdd/``: ``given``, else the first of :data:`AV_SEARCH` that has both."""
+    for folder in ([given] if given else AV_SEARCH):
+        root = pathlib.Path(folder)
+        if (root / "mnist").is_dir() and (root / "fsdd").is_dir():
+            return root
+    if given:
+        raise DataError(f"--av-data-dir {given} must hold mnist/ and fsdd/ (plugattn fetch avmnist --out {given})")
+    return None
+
+
+def av_experiment(av_dir: pathlib.Path, out: pathlib.Path, console: Console, *, seed: int = 0,
+                  train_pairs: int = 6000, epochs: int = 2) -> dict[str, Any]:
+    """Train ResNet-8 image and audio streams with MMTM after stages 2 and 3 on AV-MNIST, evaluate it clean and with
+    each modality corrupted, and draw its per-modality weights (``viz/modalities*.png``)."""
+    config = TrainConfig(model="resnet8", dataset="avmnist", data_dir=str(av_dir), fusion="mmtm", fusion_stages=[2, 3],
+                         epochs=epochs, batch_size=128, lr=0.05, train_subset=train_pairs, seed=seed, progress=True,
+                         out_dir=str(out / "avmnist"))
+    summary = run_once(config)
+    checkpoint = out / "avmnist" / "last.safetensors"
+    corruptions = ["image=noise:2", "image=blank", "audio=noise:-10", "audio=silence"]
+    metrics = evaluate_checkpoint(checkpoint, corrupt=corruptions)
+    model, data, _, _ = load_trained(checkpoint)
+    written = visualise(model, data, out / "viz", samples=1000)
+    weights = json.loads((out / "viz" / "modalities.json").read_text())["clean"]
+    table = Table(title=f"AV-MNIST, two ResNet-8 streams with MMTM after stages 2 and 3 ({train_pairs} pairs x "
+                        f"{epochs} epochs)")
+    table.add_column("test split")
+    table.add_column("top-1", justify="right")
+    table.add_row("clean", f"{metrics['top1']:.2%}")
+    for condition, result in metrics["corrupted"].items():
+        table.add_row(condition, f"{result['top1']:.2%}")
+    console.print(table)
+    console.print("mean MMTM gate per modality (clean test): " + "; ".join(
+        f"{block}: " + ", ".join(f"{m} {w:.3f}" for m, w in entry["mean"].items()) for block, entry in weights.items()))
+    return {"summary": summary, "metrics": metrics, "written": written}
+
+
 def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = None, train_subset: int = 30000,
              epochs: int = 1, finetune_epochs: int = 1, seed: int = 0, test_subset: int | None = None,
-             modality_images: int = 10000, latency_rounds: int = 20, attention_lr_mult: float = 1.0
+             modality_images: int = 10000, latency_rounds: int = 20, attention_lr_mult: float = 1.0,
+             av_data_dir: str | None = None, av_train_pairs: int = 6000, av_epochs: int = 2
              ) -> list[dict[str, Any]]:
     """Train plain, insert SE/CBAM as the identity, fine-tune against the plain network trained on, compare,
     draw. Everything lands in ``out``; finished steps are skipped and interrupted ones resume when run again.
@@ -119,11 +166,20 @@ def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = No
     cbam = load_trained(out / "finetune" / rows[2]["run"] / "last.safetensors")[0]
     plain = load_trained(out / "finetune" / rows[0]["run"] / "last.safetensors")[0]
     written = visualise(cbam, data, out / "viz", plain=plain)
-    weights_per_modality = modality_experiment(data, out / "viz", seed=seed, train_images=modality_images)
-    console.print("modalities (SE over [image, edges, noise] input channels): "
-                  + ", ".join(f"{name} {weight:.3f}" for name, weight in weights_per_modality.items()))
-    for kind, path in {**written, "mean SE weight per input modality": out / "viz" / "modalities.png",
-                       "accuracy at insertion and after fine-tuning": out / "insertion.png",
+    av_dir = find_av_data(av_data_dir)
+    if av_dir is not None:
+        console.rule(f"4. attention across modalities: AV-MNIST from {av_dir}")
+        written |= av_experiment(av_dir, out, console, seed=seed, train_pairs=av_train_pairs, epochs=av_epochs)["written"]
+    else:
+        console.rule("4. attention across modalities (a stand-in: AV-MNIST's sources were not found)")
+        console.print(f"AV-MNIST (MNIST + spoken digits) not found in {', '.join(AV_SEARCH)}: fetch it with `plugattn "
+                      "fetch avmnist --out data` (then make demo again), or pass --av-data-dir FOLDER. Meanwhile, the "
+                      "seed's idea on stand-in modalities:")
+        weights_per_modality = modality_experiment(data, out / "viz", seed=seed, train_images=modality_images)
+        console.print("modalities (SE over [image, edges, noise] input channels): "
+                      + ", ".join(f"{name} {weight:.3f}" for name, weight in weights_per_modality.items()))
+        written["mean SE weight per input modality"] = out / "viz" / "modalities.png"
+    for kind, path in {**written, "accuracy at insertion and after fine-tuning": out / "insertion.png",
                        "fine-tuning runs, mean ± std": out / "finetune" / "results.png"}.items():
         console.print(f"{kind}: {path}")
     return rows

@@ -78,7 +78,7 @@ def weighing_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ``modality_weights`` method)."""
     found: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
-        if callable(getattr(module, "modality_weights", None)) and \
+        if callable(getattr(module, "modality_weights", None)) and getattr(module, "weighs_modalities", True) and \
                 not any(outer == "" or name.startswith(f"{outer}.") for outer, _ in found):
             found.append((name, module))
     return found

@@ -45,19 +45,21 @@ def count_macs(module: nn.Module, *inputs: Tensor) -> int:
 
 @torch.no_grad()
 def measure_latency(
-    models: Sequence[nn.Module], x: Tensor, *, rounds: int = 5, warmup: int = 1
+    models: Sequence[nn.Module], x: Tensor | tuple[Tensor, ...], *, rounds: int = 5, warmup: int = 1
 ) -> list[float]:
     """Median seconds per forward of each model on ``x``, the models interleaved within every round so
-    that they share the machine's state; ratios between them are what to read."""
+    that they share the machine's state; ratios between them are what to read. ``x``: the input, or a tuple of
+    inputs (one per modality of a multi-stream network)."""
+    inputs = x if isinstance(x, tuple) else (x,)
     for model in models:
         model.eval()
         for _ in range(warmup):
-            model(x)
+            model(*inputs)
     samples: list[list[float]] = [[] for _ in models]
     for _ in range(rounds):
         for index, model in enumerate(models):
             start = time.perf_counter()
-            model(x)
+            model(*inputs)
             samples[index].append(time.perf_counter() - start)
     return [statistics.median(times) for times in samples]
 

@@ -56,6 +56,8 @@ class ModelRecipe:
     """The attention over the stacked inputs (``early``) or the concatenated maps (``concat``)."""
     late: str = "average"
     """How the streams' outputs are combined: ``average`` logits or ``concat`` features + one classifier."""
+    fusion_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the fusion blocks, e.g. ``{"gate": "2sigmoid"}`` for MMTM or ``{"reduction": 8}``."""
 
     def carries_attention(self) -> bool:
         """Whether the named network has the attention itself (a zoo ``se_``/``cbam_`` name): its weights hold it."""
@@ -367,7 +369,9 @@ def build_multimodal(recipe: ModelRecipe, *, num_classes: int, shapes: Mapping[s
     if len(streams) != len(modalities):
         raise ValueError(f"model names {list(streams)}; a multi-stream network takes every modality of the data "
                          f"{modalities} (or one alone)")
-    options = {"attention": recipe.fusion_attention or "se"} if recipe.fusion == "concat" else {}
+    options = dict(recipe.fusion_options)
+    if recipe.fusion == "concat":
+        options["attention"] = recipe.fusion_attention
     examples = {name: torch.zeros(2, *shapes[name]) for name in modalities}
     network = MultiStreamNet(streams, examples, fusion=recipe.fusion, stages=recipe.fusion_stages, late=recipe.late,
                              num_classes=num_classes, init=init, **options)

@@ -16,7 +16,9 @@ from typing import Any
 import torch
 
 from plugattn.profiling import measure_latency
+from plugattn.data.paired import is_paired
 from plugattn.recipe import build_model as build_from_recipe
+from plugattn.recipe import build_multimodal
 from plugattn.training import TrainConfig, train
 from plugattn.visualisation import plot_bars
 
@@ -52,6 +54,11 @@ def run_config(base: TrainConfig, combo: Mapping[str, Any], out_dir: pathlib.Pat
     options = {**base.block_options, **{k: v for k, v in combo.items() if k not in CONFIG_FIELDS}}
     if without_attention_run(fields):
         fields["attention"] = None
+    for name in ("fusion", "fusion_attention"):
+        if fields.get(name) == "none":
+            fields[name] = None
+    if "fusion_stages" in fields and not isinstance(fields["fusion_stages"], list):
+        fields["fusion_stages"] = [fields["fusion_stages"]]
     if "stages" in fields and fields["stages"] is not None:
         fields["stages"] = fields["stages"] if isinstance(fields["stages"], list) else [fields["stages"]]
     return dataclasses.replace(base, **fields, block_options=options, out_dir=str(out_dir / run_name(combo)))
@@ -97,8 +104,9 @@ def sweep(base: TrainConfig, grid: Mapping[str, Sequence[Any]], out_dir: str | p
     configs = [run_config(base, combo, out_dir) for combo in combos]
     for config in configs:  # fail on a bad combination before spending time on the good ones
         config.validate()
-        with torch.device("meta"):
-            build_from_recipe(config, num_classes=2, in_channels=3, load_weights=False)
+        if not is_paired(config.dataset):  # paired data: the modalities' shapes are known once the data are read
+            with torch.device("meta"):
+                build_from_recipe(config, num_classes=2, in_channels=3, load_weights=False)
     rows, summaries = [], []
     for index, (combo, config) in enumerate(zip(combos, configs), start=1):
         run_dir = pathlib.Path(config.out_dir)
@@ -149,22 +157,28 @@ def group_rows(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[d
 
 def _add_latency(groups: list[dict[str, Any]], configs: Sequence[TrainConfig], summary: Mapping[str, Any], rounds: int,
                  batch_sizes: Sequence[int] = (1, 8)) -> None:
-    """``latency_b{N}``: each group's forward time over the control's (the model without attention), measured
-    interleaved in one loop on the CPU (median of ``rounds``)."""
+    """``latency_b{N}``: each group's forward time over the control's (the model without attention; for paired
+    data, late fusion of the same streams), measured interleaved in one loop on the CPU (median of ``rounds``)."""
     shape = summary.get("input_shape")
     if not shape:
         return
     control = next((c for g, c in zip(groups, configs) if without_attention_run(g)), None)
     control = control or dataclasses.replace(configs[0], attention=None)
 
+    paired = isinstance(shape, dict)  # {modality: (C, *spatial)}
+
     def network(config: TrainConfig) -> torch.nn.Module:
-        model, _ = build_from_recipe(config, num_classes=len(summary["classes"]), in_channels=shape[0],
-                                     load_weights=False)
+        if paired:
+            model, _ = build_multimodal(config, num_classes=len(summary["classes"]), shapes=shape, load_weights=False)
+        else:
+            model, _ = build_from_recipe(config, num_classes=len(summary["classes"]), in_channels=shape[0],
+                                         load_weights=False)
         return model.eval()
 
     models = [network(config) for config in configs] + [network(control)]
     for batch_size in batch_sizes:
-        seconds = measure_latency(models, torch.randn(batch_size, *shape), rounds=rounds)
+        sample = tuple(torch.randn(batch_size, *s) for s in shape.values()) if paired else torch.randn(batch_size, *shape)
+        seconds = measure_latency(models, sample, rounds=rounds)
         for group, time in zip(groups, seconds):
             group[f"latency_b{batch_size}"] = time / seconds[-1]
 

@@ -45,7 +45,7 @@ def _mapped(official: OfficialMMTM) -> dict[str, torch.Tensor]:
 def test_mmtm_equals_the_official_structure_in_float64(visual_shape, skeleton_shape):
     torch.manual_seed(0)
     official = OfficialMMTM(visual_shape[1], skeleton_shape[1], 4).double()
-    ours = MMTM([visual_shape[1], skeleton_shape[1]], 4, dtype=torch.float64)
+    ours = MMTM([visual_shape[1], skeleton_shape[1]], 4, gate="sigmoid", dtype=torch.float64)
     ours.load_state_dict(_mapped(official))
     assert ours.hidden == official.fc_squeeze.out_features == (visual_shape[1] + skeleton_shape[1]) // 2
     visual, skeleton = torch.randn(visual_shape, dtype=torch.float64), torch.randn(skeleton_shape, dtype=torch.float64)
@@ -92,7 +92,7 @@ def test_se_sum_and_gated_sum_follow_their_formulas():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: MMTM([8, 4], init="identity"), lambda: MMTM([8, 4], gate="2sigmoid", init="identity"),
+    lambda: MMTM([8, 4], gate="sigmoid", init="identity"), lambda: MMTM([8, 4], init="identity"),
     lambda: SESum(8, reduction=2, init="identity"), lambda: GatedSum(8, init="identity"),
     lambda: ConcatFusion([8, 8], "cbam", reduction=2, init="identity"),
 ])
@@ -116,7 +116,7 @@ def test_identity_insertion_is_exact_and_learns(make):
     assert learning, "nothing receives a gradient at the first step"
 
 
-@pytest.mark.parametrize("make", [lambda: MMTM([4, 3], ratio=2), lambda: MMTM([4, 3], gate="2sigmoid"),
+@pytest.mark.parametrize("make", [lambda: MMTM([4, 3], ratio=2, gate="sigmoid"), lambda: MMTM([4, 3]),
                                   lambda: SESum(4, reduction=2), lambda: GatedSum(4),
                                   lambda: ConcatFusion([4, 4], "se", reduction=2)])
 def test_gradients_and_second_derivatives_match_finite_differences(make):
@@ -149,7 +149,7 @@ def test_trace_and_export_with_several_inputs():
     (lambda: MMTM([8]), None, r"at least 2 streams"),
     (lambda: MMTM([8, 0]), None, r"channels\[1\] must be a positive int"),
     (lambda: MMTM([8, 4], ratio=0), None, r"ratio must be a number > 0, got 0"),
-    (lambda: MMTM([8, 4], gate="tanh"), None, r"gate must be one of 'sigmoid', '2sigmoid'; got 'tanh'"),
+    (lambda: MMTM([8, 4], gate="tanh"), None, r"gate must be one of '2sigmoid', 'sigmoid'; got 'tanh'"),
     (lambda: MMTM([8, 4]), lambda b: b(torch.randn(2, 8, 3, 3)), r"built for 2 streams, got 1"),
     (lambda: MMTM([8, 4]), lambda b: b(torch.randn(2, 8, 3, 3), torch.randn(2, 5, 3)),
      r"stream 1 must have 4 channels, got 5"),

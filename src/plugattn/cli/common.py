@@ -87,6 +87,8 @@ FUSION_STAGES_OPTION = typer.Option(None, help="Where fusion blocks sit, e.g. 2,
                                     "timm feature_info entry N, or module names.")
 FUSION_ATTENTION_OPTION = typer.Option("se", help="The block over the stacked inputs (early) or concatenated maps "
                                        "(concat): se, cbam, … (any registry name) or none.")
+FUSION_OPTION_OPTION = typer.Option(None, "--fusion-option", help="Fusion block option key=value (repeatable), e.g. "
+                                    "gate=2sigmoid (MMTM), ratio=8, reduction=8.")
 LATE_OPTION = typer.Option("average", help="How the streams end: average (mean of their logits) or concat (features "
                            "concatenated, one classifier).")
 
@@ -104,9 +106,11 @@ def _train_config(**values: object) -> "TrainConfig":
 
     values["stages"] = parse_int_list(values.pop("stages"), "--stages")
     if "fusion_stages" in values:
+        values["fusion"] = None if values["fusion"] in (None, "none") else values["fusion"]
         stages = values["fusion_stages"] or ""
         values["fusion_stages"] = [int(s) if s.strip().isdigit() else s.strip() for s in stages.split(",") if s.strip()]
         values["fusion_attention"] = None if values["fusion_attention"] in (None, "none") else values["fusion_attention"]
+        values["fusion_options"] = parse_options(values.pop("fusion_option", None) or [])
     values["milestones"] = parse_int_list(values["milestones"], "--milestones") or []
     values["block_options"] = parse_options(values.pop("option") or [])
     values["attention"] = None if values["attention"] in (None, "none") else values["attention"]

@@ -11,6 +11,7 @@ from plugattn.cli.common import (
     FREEZE_OPTION,
     FUSION_ATTENTION_OPTION,
     FUSION_OPTION,
+    FUSION_OPTION_OPTION,
     FUSION_STAGES_OPTION,
     IMAGE_SIZE_OPTION,
     INIT_OPTION,
@@ -51,6 +52,7 @@ def train(
     fusion: str = FUSION_OPTION,
     fusion_stages: str = FUSION_STAGES_OPTION,
     fusion_attention: str = FUSION_ATTENTION_OPTION,
+    fusion_option: list[str] = FUSION_OPTION_OPTION,
     late: str = LATE_OPTION,
     modality_dropout: float = typer.Option(0.0, help="Paired data: probability that a training sample's modality is "
                                            "replaced by its mean (never every modality of a sample)."),
@@ -96,6 +98,7 @@ def train(
         config = _train_config(
             model=model, weights=weights, where=where, init=init, normalize=normalize, attention=attention, reduction=reduction, position=position, stages=stages, option=option,
             fusion=fusion, fusion_stages=fusion_stages, fusion_attention=fusion_attention, late=late,
+            fusion_option=fusion_option,
             modality_dropout=modality_dropout, dataset=dataset, data_dir=data_dir, augment=augment, image_size=image_size, download=download, train_subset=train_subset, test_subset=test_subset,
             epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, milestones=milestones,
@@ -123,7 +126,14 @@ def sweep(
     model: str = MODEL_OPTION,
     weights: str = WEIGHTS_OPTION,
     normalize: str = NORMALIZE_OPTION,
-    dataset: str = typer.Option("fashion-mnist"),
+    dataset: str = typer.Option("fashion-mnist", help="As for train (paired data too: vary fusion=none,mmtm,se-sum "
+                                "in the grid)."),
+    fusion: str = FUSION_OPTION,
+    fusion_stages: str = FUSION_STAGES_OPTION,
+    fusion_attention: str = FUSION_ATTENTION_OPTION,
+    fusion_option: list[str] = FUSION_OPTION_OPTION,
+    late: str = LATE_OPTION,
+    modality_dropout: float = typer.Option(0.0, help="Paired data: modality dropout probability in training."),
     data_dir: str = typer.Option(None),
     augment: str = AUGMENT_OPTION,
     image_size: int = IMAGE_SIZE_OPTION,
@@ -160,6 +170,9 @@ def sweep(
     try:
         base = _train_config(
             model=model, weights=weights, normalize=normalize, attention=None, stages=None, option=None, dataset=dataset,
+            fusion=fusion, fusion_stages=fusion_stages, fusion_attention=fusion_attention, late=late,
+            fusion_option=fusion_option,
+            modality_dropout=modality_dropout,
             data_dir=data_dir,
             augment=augment, image_size=image_size, epochs=epochs,
             batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, nesterov=nesterov,

@@ -52,9 +52,11 @@ def check_modalities(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def stage_module(model: nn.Module, stage: int | str, stream: str = "stream") -> str:
-    """The qualified name of the module after which stage ``stage`` ends: ``layerN``; entry N of timm's (or the
-    zoo's) ``feature_info``; or ``stage`` itself when it names a module of ``model``."""
+    """The qualified name of the module after which stage ``stage`` ends: ``stage`` itself when it is a str naming a
+    module of ``model``; else ``layerN``, or entry N of timm's (or the zoo's) ``feature_info``."""
     names = dict(model.named_modules())
+    if isinstance(stage, str) and stage and stage in names:
+        return stage
     if isinstance(stage, str) and not stage.isdigit():
         if stage not in names or stage == "":
             raise ValueError(f"fusion stage {stage!r} is not a module of the {stream} network "
@@ -105,28 +107,38 @@ class StreamPlan:
         """The (C, *spatial) of each stage end's output."""
         was_training = model.training
         model.eval()
-        with torch.no_grad():
-            x = example
-            for name in chain:
-                module = model.get_submodule(name)
-                flatten = isinstance(module, nn.Linear) and x.dim() > 2
-                x = module(torch.flatten(x, 1) if flatten else x)
-                self.segments[-1].append((name, flatten))
-                if name in ends:
-                    self.shapes.append(tuple(x.shape[1:]))
-                    self.segments.append([])
-            expected = model(example)
-        model.train(was_training)
-        self.flatten_output = x.dim() > 2 and isinstance(expected, Tensor) and expected.dim() == 2
-        """Whether the network flattens its output after its last module (a classifier replaced by the identity)."""
-        if self.flatten_output:
-            x = torch.flatten(x, 1)
-        if not isinstance(expected, Tensor) or expected.shape != x.shape or not torch.allclose(x, expected, rtol=1e-4,
-                                                                                               atol=1e-5):
+        failure: Exception | None = None
+        try:
+            with torch.no_grad():
+                x, expected = self._dry_run(model, chain, ends, example), model(example)
+        except (RuntimeError, ValueError, TypeError) as error:  # a module fed what the network never feeds it
+            failure = error
+        finally:
+            model.train(was_training)
+        if failure is None and isinstance(expected, Tensor):
+            self.output_shape = tuple(expected.shape[1:])
+            self.flatten_output = x.dim() > 2 and expected.dim() == 2
+            """Whether the network flattens its output after its last module (a classifier replaced by the identity)."""
+            x = torch.flatten(x, 1) if self.flatten_output else x
+        if failure is not None or not isinstance(expected, Tensor) or expected.shape != x.shape or \
+                not torch.allclose(x, expected, rtol=1e-4, atol=1e-5):
+            why = f" ({failure})" if failure is not None else ""
             raise ValueError(f"the {stream} network ({type(model).__name__}) does not run as the chain of its modules "
-                             "(its forward does work outside them), so it cannot be cut into stages; give it as a "
-                             "Sequential, or use a zoo, torchvision or timm ResNet")
+                             f"(its forward does work outside them){why}, so it cannot be cut into stages; give it as "
+                             "a Sequential, or use a zoo, torchvision or timm ResNet")
         self.chain = chain
+
+    def _dry_run(self, model: nn.Module, chain: list[str], ends: Sequence[str], x: Tensor) -> Tensor:
+        """Run the chain on ``x``, recording the segments, where to flatten and the maps' shapes at the ends."""
+        for name in chain:
+            module = model.get_submodule(name)
+            flatten = isinstance(module, nn.Linear) and x.dim() > 2
+            x = module(torch.flatten(x, 1) if flatten else x)
+            self.segments[-1].append((name, flatten))
+            if name in ends:
+                self.shapes.append(tuple(x.shape[1:]))
+                self.segments.append([])
+        return x
 
     def run(self, model: nn.Module, index: int, x: Tensor) -> Tensor:
         """Segment ``index`` of ``model`` on ``x``."""
@@ -200,6 +212,10 @@ class FusionPoint(nn.Module):
             fused = self.project(fused)
         return [fused] + list(streams[1:])
 
+    @property
+    def weighs_modalities(self) -> bool:
+        return getattr(self.block, "weighs_modalities", True)
+
     def modality_weights(self, streams: list[Tensor]) -> Tensor:
         """(N, streams): the mean gate each stream got (see each fusion block's ``modality_weights``)."""
         return self.block.modality_weights(*(streams if self.kind == "mmtm" else self._fitted(streams)))
@@ -238,7 +254,7 @@ class MultiStreamNet(nn.Module):
         ends = {name: [stage_module(self.streams[name], stage, name) for stage in stages] for name in self.modalities}
         self.plans = {name: StreamPlan(self.streams[name], ends[name], example_inputs[name], name)
                       for name in self.modalities}
-        self._check_logits(example_inputs)
+        self._check_logits()
         self.fusions = nn.ModuleList(
             FusionPoint(fusion, [self.plans[name].shapes[index] for name in self.modalities], init=init,
                         **fusion_options) for index in range(len(self.stages)))
@@ -253,17 +269,9 @@ class MultiStreamNet(nn.Module):
         setattr(self.streams[name].get_submodule(parent), child, nn.Identity())
         return classifier.in_features
 
-    def _check_logits(self, example_inputs: Mapping[str, Tensor]) -> None:
-        if self.late == "concat":
-            return
-        with torch.no_grad():
-            outputs = {}
-            for name in self.modalities:
-                was = self.streams[name].training
-                self.streams[name].eval()
-                outputs[name] = tuple(self.streams[name](example_inputs[name][:1]).shape[1:])
-                self.streams[name].train(was)
-        if len(set(outputs.values())) != 1:
+    def _check_logits(self) -> None:
+        outputs = {name: self.plans[name].output_shape for name in self.modalities}
+        if self.late == "average" and len(set(outputs.values())) != 1:
             raise ValueError(f"late='average' needs every stream to output as many logits; got {outputs}")
 
     def forward(self, *inputs: Tensor) -> Tensor:
@@ -322,6 +330,11 @@ class EarlyFusion(nn.Module):
 
     def forward(self, *inputs: Tensor) -> Tensor:
         return self.backbone(self.attention(self.stack(*inputs)))
+
+    @property
+    def weighs_modalities(self) -> bool:
+        block = getattr(self.attention, "block", self.attention)
+        return hasattr(getattr(block, "channel_gate", block), "channel_weights")
 
     def modality_weights(self, *inputs: Tensor) -> Tensor:
         """(N, modalities): the attention's mean channel weight over each modality's input channels."""

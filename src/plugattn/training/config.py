@@ -16,7 +16,8 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("fp32", "bf16", "fp16")
 ARCHITECTURE_FIELDS = ("model", "attention", "reduction", "position", "stages", "where", "init", "block_options",
-                       "dataset", "image_size", "normalize", "fusion", "fusion_stages", "fusion_attention", "late")
+                       "dataset", "image_size", "normalize", "fusion", "fusion_stages", "fusion_attention", "late",
+                       "fusion_options")
 """Config fields a checkpoint must agree on to be resumed or evaluated (hyper-parameters may change)."""
 
 

@@ -350,16 +350,16 @@ def visualise(model: nn.Module, data: DataBundle, out_dir: str | os.PathLike, *,
 
 
 @torch.no_grad()
-def modality_weights(model: nn.Module, data: "PairedBundle", *, samples: int = 1000, batch_size: int = 250
-                     ) -> dict[str, dict[str, Any]]:
-    """For every fusion block of ``model`` on ``samples`` test samples of ``data``: the mean weight each modality got
-    (``mean``), per class (``per_class``), and per sample (``per_sample``, N × modalities)."""
+def _weights_pass(model: nn.Module, data: "PairedBundle", samples: int, batch_size: int = 250
+                  ) -> tuple[dict[str, dict[str, Any]], float]:
+    """One pass over ``samples`` test samples: every fusion block's modality weights (see :func:`modality_weights`)
+    and the top-1 of that same pass."""
     model.eval()
     inputs, labels = data.test_batch(samples)
     transform = data.transform()
     with capture(model) as seen:
-        for start in range(0, len(labels), batch_size):
-            model(*transform([x[start:start + batch_size] for x in inputs]))
+        logits = torch.cat([model(*transform([x[start:start + batch_size] for x in inputs]))
+                            for start in range(0, len(labels), batch_size)])
     if not seen.fusion_names:
         raise ValueError("the model has no fusion block that weighs modalities (mmtm, se-sum, gated-sum, concat with a "
                          "channel gate, early fusion with one): nothing to draw")
@@ -372,7 +372,14 @@ def modality_weights(model: nn.Module, data: "PairedBundle", *, samples: int = 1
                           for c in range(data.num_classes) if (labels == c).any()},
             "per_sample": weights.tolist(),
         }
-    return table
+    return table, float((logits.argmax(1) == labels).float().mean())
+
+
+def modality_weights(model: nn.Module, data: "PairedBundle", *, samples: int = 1000, batch_size: int = 250
+                     ) -> dict[str, dict[str, Any]]:
+    """For every fusion block of ``model`` on ``samples`` test samples of ``data``: the mean weight each modality got
+    (``mean``), per class (``per_class``), and per sample (``per_sample``, N × modalities)."""
+    return _weights_pass(model, data, samples, batch_size)[0]
 
 
 def default_corruption_levels(data: "PairedBundle") -> dict[str, list[tuple[str, tuple[str, float | None]]]]:
@@ -390,20 +397,19 @@ def default_corruption_levels(data: "PairedBundle") -> dict[str, list[tuple[str,
 def modality_weights_under_corruption(model: nn.Module, data: "PairedBundle", *, samples: int = 1000
                                       ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """For each modality corrupted at each of :func:`default_corruption_levels`: every fusion block's mean weight
-    per modality and the accuracy — ``{corrupted modality: {condition: {block or "top1": …}}}``."""
+    per modality and the accuracy — ``{corrupted modality: {condition: {block or "top1": …}}}`` (the clean
+    condition measured once, shared by every modality's sweep)."""
+    clean: tuple[dict[str, dict[str, Any]], float] | None = None
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for modality, levels in default_corruption_levels(data).items():
         results[modality] = {}
         for label, (kind, strength) in levels:
-            corrupted = data if kind == "none" else data.corrupted({modality: (kind, strength)})
-            table = modality_weights(model, corrupted, samples=samples)
-            inputs, labels = corrupted.test_batch(samples)
-            with torch.no_grad():
-                logits = torch.cat([model(*corrupted.transform()([x[s:s + 250] for x in inputs]))
-                                    for s in range(0, len(labels), 250)])
-            row: dict[str, Any] = {name: entry["mean"] for name, entry in table.items()}
-            row["top1"] = float((logits.argmax(1) == labels).float().mean())
-            results[modality][label] = row
+            if kind == "none":
+                clean = clean or _weights_pass(model, data, samples)
+                table, top1 = clean
+            else:
+                table, top1 = _weights_pass(model, data.corrupted({modality: (kind, strength)}), samples)
+            results[modality][label] = {**{name: entry["mean"] for name, entry in table.items()}, "top1": top1}
     return results
 
 

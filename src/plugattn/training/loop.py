@@ -59,6 +59,9 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
                                           progress=config.progress and runtime.is_main, seed=config.seed)
     if isinstance(data, PairedBundle):
         data = dataclasses.replace(data, modality_dropout=config.modality_dropout)
+        if runtime.is_main and config.progress:
+            for note in data.notes:  # pairing, reuse, degradations, skipped files
+                print(f"data: {note}", flush=True)
     loaders = make_loaders(config, data, runtime)
     model, notes = build_model(config, data, load_weights=resume is None)
     notes.append(describe_preprocessing(preprocessing))

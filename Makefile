@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test clean fashion-mnist
+.PHONY: demo test test-all clean fashion-mnist
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ fashion-mnist:
 test: $(STAMP)
 	-@$(MAKE) --no-print-directory fashion-mnist
 	$(PY) -m pytest
+
+# Everything, including the cases marked slow (the full block × network matrices, the deepest zoo models).
+test-all: $(STAMP)
+	-@$(MAKE) --no-print-directory fashion-mnist
+	$(PY) -m pytest -m "slow or not slow"
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -194,12 +194,12 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--quick", action="store_true", help="A tiny budget to check the script runs (numbers meaningless).")
-    parser.add_argument("--costs", action="store_true", help="With --add: time the training steps again.")
+    parser.add_argument("--costs", action="store_true", help="Time the training steps again (alone, or with --add).")
     parser.add_argument("--add", help="Only run these configurations (comma-separated names) on the data and budget the "
                         "last full run chose, and add them to its results.")
     args = parser.parse_args()
-    if args.add:
-        add(args.add.split(","), args.data_dir, costs=args.costs)
+    if args.add or args.costs:
+        add(args.add.split(",") if args.add else [], args.data_dir, costs=args.costs)
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     budget = Budget(train=512, validation=256, test=256, epochs=1) if args.quick else Budget()

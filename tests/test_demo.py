@@ -13,7 +13,7 @@ from tests.conftest import FASHION_MNIST
 def test_demo_inserts_attention_without_changing_accuracy(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # the table on one line per row
     rows = run_demo(tmp_path, train_subset=1024, test_subset=1000, modality_images=512, latency_rounds=2,
-                    av_train_pairs=3072, av_epochs=1)
+                    av_train_pairs=3072, av_epochs=1, av_test_pairs=2000)
     pretrained = json.loads((tmp_path / "plain" / "summary.json").read_text())
     assert [row["attention"] for row in rows] == ["none", "se", "cbam"]
     for row in rows:  # the identity insertion computes what the trained network computed: same test predictions
@@ -31,13 +31,13 @@ def test_demo_inserts_attention_without_changing_accuracy(tmp_path, capsys, monk
     if real_modalities:
         assert "AV-MNIST, two ResNet-8 streams with MMTM" in printed and "audio=noise:-10" in printed
         summary = json.loads((tmp_path / "avmnist" / "summary.json").read_text())
-        assert summary["top1"] > 0.15  # 24 steps: above chance (10 classes, 10,000 test pairs)
+        assert summary["top1"] > 0.15  # 24 steps: above chance (10 classes, 2,000 test pairs)
     else:
         assert "plugattn fetch avmnist" in printed
     assert "top-1 at insertion" in printed and "+ CBAM (identity)" in printed and "latency batch 8" in printed
     assert all(row["latency_b1"] > 0 and row["latency_b8"] > 0 for row in rows)
 
     again = run_demo(tmp_path, train_subset=1024, test_subset=1000, modality_images=512, latency_rounds=2,
-                     av_train_pairs=3072, av_epochs=1)
+                     av_train_pairs=3072, av_epochs=1, av_test_pairs=2000)
     assert [row["top1"] for row in again] == [row["top1"] for row in rows]  # finished runs are read, not redone
     assert "finished earlier, skipped" in capsys.readouterr().out

@@ -21,7 +21,12 @@ def test_onnx_runtime_matches_pytorch_at_the_natural_size(name, tmp_path):
     assert max(report.max_abs_difference.values()) < 1e-4, report.max_abs_difference
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+DEEP = ("101", "110", "152", "164")
+"""Deeper copies of an architecture already scripted at a smaller depth: marked slow (``make test-all``)."""
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if any(d in n for d in DEEP) else n
+                                  for n in sorted(MODELS)])
 def test_every_zoo_model_scripts_and_agrees(name):
     torch.manual_seed(0)
     model = create_model(name, attention="cbam", position="post" if "resnet2" in name else "standard").eval()

@@ -83,7 +83,8 @@ def _same_checkpoints(whole: pathlib.Path, cut: pathlib.Path) -> None:
     assert not different, f"{len(different)} of {len(final_whole)} tensors differ, e.g. {different[:5]}"
 
 
-@pytest.mark.parametrize("processes", [1, 2])
+# two processes: the multimodal kill-and-resume test and the torchrun test cover DDP; this one is marked slow
+@pytest.mark.parametrize("processes", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_killed_inside_an_epoch_a_model_with_dropout_resumes_to_the_same_checkpoint(processes, tmp_path):
     """MobileNetV2 (Dropout(0.2) before its classifier) with SE, DataLoader workers and EMA, SIGKILLed in the middle
     of epoch 2 and resumed: every tensor of the final checkpoint — weights, optimiser, EMA, RNG state — equals the

@@ -91,12 +91,13 @@ def find_av_data(given: str | None) -> pathlib.Path | None:
 
 
 def av_experiment(av_dir: pathlib.Path, out: pathlib.Path, console: Console, *, seed: int = 0,
-                  train_pairs: int = 6000, epochs: int = 2) -> dict[str, Any]:
+                  train_pairs: int = 6000, epochs: int = 2, test_pairs: int | None = None) -> dict[str, Any]:
     """Train ResNet-8 image and audio streams with MMTM after stages 2 and 3 on AV-MNIST, evaluate it clean and with
-    each modality corrupted, and draw its per-modality weights (``viz/modalities*.png``)."""
+    each modality corrupted (on the first ``test_pairs`` test pairs; all 10,000 by default), and draw its
+    per-modality weights (``viz/modalities*.png``)."""
     config = TrainConfig(model="resnet8", dataset="avmnist", data_dir=str(av_dir), fusion="mmtm", fusion_stages=[2, 3],
-                         epochs=epochs, batch_size=128, lr=0.05, train_subset=train_pairs, seed=seed, progress=True,
-                         out_dir=str(out / "avmnist"))
+                         epochs=epochs, batch_size=128, lr=0.05, train_subset=train_pairs, test_subset=test_pairs,
+                         seed=seed, progress=True, out_dir=str(out / "avmnist"))
     summary = run_once(config)
     checkpoint, measured = out / "avmnist" / "last.safetensors", out / "avmnist" / "corrupted.json"
     written = {"per-modality weights": out / "viz" / "modalities.png",
@@ -106,13 +107,13 @@ def av_experiment(av_dir: pathlib.Path, out: pathlib.Path, console: Console, *, 
         metrics = json.loads(measured.read_text())
     else:
         corruptions = ["image=noise:2", "image=blank", "audio=noise:-10", "audio=silence"]
-        metrics = evaluate_checkpoint(checkpoint, corrupt=corruptions)
+        metrics = evaluate_checkpoint(checkpoint, corrupt=corruptions, limit=test_pairs)
         model, data, _, _ = load_trained(checkpoint)
         written = visualise(model, data, out / "viz", samples=1000)
         measured.write_text(json.dumps(metrics, indent=2))
     weights = json.loads((out / "viz" / "modalities.json").read_text())["clean"]
     console.print(f"AV-MNIST, two ResNet-8 streams with MMTM after stages 2 and 3 ({train_pairs} pairs x {epochs} "
-                  "epochs), on the 10,000 test pairs:")
+                  f"epochs), on {'the 10,000' if test_pairs is None else f'the first {test_pairs:,}'} test pairs:")
     table = Table()
     table.add_column("test split")
     table.add_column("top-1", justify="right")
@@ -128,8 +129,8 @@ def av_experiment(av_dir: pathlib.Path, out: pathlib.Path, console: Console, *, 
 def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = None, train_subset: int = 30000,
              epochs: int = 1, finetune_epochs: int = 1, seed: int = 0, test_subset: int | None = None,
              modality_images: int = 10000, latency_rounds: int = 20, attention_lr_mult: float = 1.0,
-             av_data_dir: str | None = None, av_train_pairs: int = 6000, av_epochs: int = 2
-             ) -> list[dict[str, Any]]:
+             av_data_dir: str | None = None, av_train_pairs: int = 6000, av_epochs: int = 2,
+             av_test_pairs: int | None = None) -> list[dict[str, Any]]:
     """Train plain, insert SE/CBAM as the identity, fine-tune against the plain network trained on, compare,
     draw. Everything lands in ``out``; finished steps are skipped and interrupted ones resume when run again.
     Returns the fine-tuning runs' rows (see :func:`plugattn.sweep.sweep`)."""
@@ -177,7 +178,8 @@ def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = No
     av_dir = find_av_data(av_data_dir)
     if av_dir is not None:
         console.rule(f"4. attention across modalities: AV-MNIST from {av_dir}")
-        written |= av_experiment(av_dir, out, console, seed=seed, train_pairs=av_train_pairs, epochs=av_epochs)["written"]
+        written |= av_experiment(av_dir, out, console, seed=seed, train_pairs=av_train_pairs, epochs=av_epochs,
+                                 test_pairs=av_test_pairs)["written"]
     else:
         console.rule("4. attention across modalities (a stand-in: AV-MNIST's sources were not found)")
         console.print(f"AV-MNIST (MNIST + spoken digits) not found in {', '.join(AV_SEARCH)}: fetch it with `plugattn "

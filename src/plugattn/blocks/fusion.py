@@ -161,7 +161,10 @@ class SESum(_MainStreamStart):
 
     def forward(self, *streams: Tensor) -> Tensor:
         _check_streams(streams, self.channels, "se-sum", same_shape=True)
-        return self._blend(streams[0], torch.stack([se(x) for se, x in zip(self.se, streams)]).sum(0))
+        fused = self.se[0](streams[0])
+        for se, x in zip(self.se[1:], streams[1:]):
+            fused = se(x, fused)  # fused + SE(x) in one pass over memory (addcmul)
+        return self._blend(streams[0], fused)
 
     def modality_weights(self, *streams: Tensor) -> Tensor:
         """(N, streams): the mean SE excitation of each stream."""
@@ -201,12 +204,13 @@ class GatedSum(_MainStreamStart):
 
     def forward(self, *streams: Tensor, merged: Tensor | None = None) -> Tensor:
         _check_streams(streams, self.channels, "gated-sum", same_shape=True)
-        fused = torch.stack([gate(x) for gate, x in zip(self.gate, streams)]).sum(0)
-        if merged is not None:
-            if merged.shape != fused.shape:
-                raise ValueError(f"gated-sum merged must have the streams' shape {tuple(fused.shape)}, got "
-                                 f"{tuple(merged.shape)}")
-            fused = fused + merged
+        if merged is not None and merged.shape != streams[0].shape:
+            raise ValueError(f"gated-sum merged must have the streams' shape {tuple(streams[0].shape)}, got "
+                             f"{tuple(merged.shape)}")
+        fused = merged
+        for gate, x in zip(self.gate, streams):  # each gated map added in one pass over memory (addcmul)
+            weights = _per_channel(gate.channel_weights(x), x)
+            fused = x * weights if fused is None else torch.addcmul(fused, x, weights)
         return self._blend(streams[0] if merged is None else merged, fused)
 
     def modality_weights(self, *streams: Tensor) -> Tensor:

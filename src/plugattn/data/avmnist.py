@@ -143,9 +143,14 @@ def _flat(images: Tensor) -> Tensor:
     return images.flatten(1).double() / 255
 
 
-def _project(images: Tensor, mean: Tensor, basis: Tensor) -> Tensor:
+def _coordinates(images: Tensor, mean: Tensor, basis: Tensor) -> Tensor:
+    """Images (N, 1, 28, 28) as their coordinates (N, k) on ``basis``, in float32 (what the cache keeps)."""
+    return ((_flat(images) - mean) @ basis).float()
+
+
+def _rebuild(coordinates: Tensor, mean: Tensor, basis: Tensor) -> Tensor:
     """Images (N, 1, 28, 28) in [0, 1] rebuilt from their coordinates on ``basis`` only."""
-    return ((_flat(images) - mean) @ basis @ basis.T + mean).float().view(-1, 1, 28, 28)
+    return torch.addmm(mean.float(), coordinates, basis.float().T).view(-1, 1, 28, 28)
 
 
 def add_noise(samples: Tensor, snr_db: float, generator: torch.Generator) -> Tensor:
@@ -164,23 +169,28 @@ def load_avmnist(data_dir: str | os.PathLike, options: AVMNISTOptions = AVMNISTO
     """AV-MNIST from ``data_dir`` holding ``mnist/`` (the four IDX files) and ``fsdd/`` (``recordings/`` or the
     archive); see the module's docstring for what ``options`` change. Unreadable recordings are skipped and
     named in ``skipped``. The recordings' features, the pairing and the principal directions are cached under
-    ``cache_dir`` (default: ``$PLUGATTN_CACHE`` or ``~/.cache/plugattn``), keyed by the options and the files."""
+    ``cache_dir`` (default: ``$PLUGATTN_CACHE`` or ``~/.cache/plugattn``), keyed by the options and the files, with
+    the images' coordinates on those directions: a second load reads neither the IDX files nor the WAVs."""
     options.check()
     root = pathlib.Path(data_dir)
     if not root.is_dir():
         raise DataError(f"avmnist data_dir {root} is not a directory (expected mnist/ and fsdd/ inside)")
-    mnist = _mnist(root)
     key = files_fingerprint([root / "mnist", root / "fsdd"], root, json.dumps(asdict(options)))
     cache = pathlib.Path(cache_dir or cache_root()) / f"avmnist-{key}.safetensors"
     if cache.exists():
         tensors, names, skipped = _read_cache(cache)
     else:
+        mnist = _mnist(root)
         tensors, names, skipped = _build(root, mnist, options)
-        tensors["pca.mean"], tensors["pca.basis"] = principal_projection(_flat(mnist["train"][0]), options.image_energy)
+        mean, basis = principal_projection(_flat(mnist["train"][0]), options.image_energy)
+        tensors.update({"pca.mean": mean, "pca.basis": basis})
+        for split, (images, labels) in mnist.items():
+            tensors[f"{split}.coordinates"], tensors[f"{split}.labels"] = _coordinates(images, mean, basis), labels
         from plugattn.checkpoint import atomic_save_tensors
 
         atomic_save_tensors(tensors, cache, {"names": json.dumps(names), "skipped": json.dumps(skipped)})
-    splits = {split: AVSplit(_project(mnist[split][0], tensors["pca.mean"], tensors["pca.basis"]), mnist[split][1], tensors[f"{split}.recording"], tensors["features"], names)
+    splits = {split: AVSplit(_rebuild(tensors[f"{split}.coordinates"], tensors["pca.mean"], tensors["pca.basis"]),
+                             tensors[f"{split}.labels"], tensors[f"{split}.recording"], tensors["features"], names)
               for split in ("train", "test")}
     return AVMNIST(splits["train"], splits["test"], options, skipped)
 

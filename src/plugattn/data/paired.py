@@ -62,14 +62,18 @@ class PairedTensors(Dataset):
 
 def channel_statistics(x: Tensor, rows: Tensor | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and standard deviation of (R, C, …), each row counted as often as ``rows`` uses it (every
-    row once without it); a std of 0 becomes 1."""
+    row once without it); a std of 0 becomes 1. One pass over the data: each row's own mean and spread (float32
+    data in float32), combined exactly in float64 (Chan et al.'s pairwise update)."""
     counts = torch.ones(len(x), dtype=torch.float64) if rows is None else \
         torch.bincount(rows, minlength=len(x)).double()
-    per_row = x.double().flatten(2)
-    size = counts.sum() * per_row.shape[2]
-    mean = torch.einsum("r,rcs->c", counts, per_row) / size
-    variance = torch.einsum("r,rcs->c", counts, (per_row - mean.view(1, -1, 1)) ** 2) / (size - 1)
-    std = variance.sqrt()
+    per_row = x.flatten(2)
+    positions = per_row.shape[2]
+    precision = torch.promote_types(per_row.dtype, torch.float32)
+    row_variance, row_mean = (part.double() for part in torch.var_mean(per_row.to(precision), dim=2, correction=0))
+    size = counts.sum() * positions
+    mean = counts @ row_mean * positions / size
+    spread = counts @ (row_variance + (row_mean - mean) ** 2) * positions
+    std = (spread / (size - 1)).sqrt()
     return tuple(mean.tolist()), tuple(torch.where(std > 0, std, 1).tolist())
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from plugattn.checkpoint import CheckpointError, load_checkpoint, split_prefix
 from plugattn.data import BatchTransform, DataBundle, collate_skipping
@@ -100,25 +100,28 @@ def load_published(recipe: ModelRecipe, dataset: str, *, data_dir: str | None = 
     return model.eval(), data, notes
 
 
-def evaluate_on_test(model: nn.Module, data: DataBundle, *, batch_size: int = 256, device: str = "auto") -> dict[str, Any]:
-    """:func:`evaluate_model` over ``data``'s whole test split."""
+def evaluate_on_test(model: nn.Module, data: DataBundle, *, batch_size: int = 256, device: str = "auto",
+                     limit: int | None = None) -> dict[str, Any]:
+    """:func:`evaluate_model` over ``data``'s test split (its first ``limit`` samples when given)."""
     runtime_device = setup_runtime(device).device
-    loader = DataLoader(data.test, batch_size, shuffle=False, collate_fn=collate_skipping)
+    test = data.test if limit is None else Subset(data.test, range(min(limit, len(data.test))))
+    loader = DataLoader(test, batch_size, shuffle=False, collate_fn=collate_skipping)
     return evaluate_model(model.to(runtime_device), loader, data.transform(), data.num_classes, runtime_device)
 
 
 def evaluate_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, data_dir: str | None = None,
-                        batch_size: int = 256, device: str = "auto", corrupt: Sequence[str] = ()) -> dict[str, Any]:
-    """Evaluate a checkpoint written by :func:`train` on its data set's test split (or ``dataset``'s); for paired
-    data also under each corruption in ``corrupt`` (``"audio=noise:0"``, see
-    :func:`plugattn.data.paired.parse_corruptions`), reported under ``corrupted``."""
+                        batch_size: int = 256, device: str = "auto", corrupt: Sequence[str] = (),
+                        limit: int | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint written by :func:`train` on its data set's test split (or ``dataset``'s; its first
+    ``limit`` samples when given); for paired data also under each corruption in ``corrupt`` (``"audio=noise:0"``,
+    see :func:`plugattn.data.paired.parse_corruptions`), reported under ``corrupted``."""
     model, data, _, meta = load_trained(path, dataset=dataset, data_dir=data_dir)
     conditions = {text: parse_corruptions(text) for text in corrupt}
     if conditions and not isinstance(data, PairedBundle):
         raise ValueError(f"--corrupt applies to paired data (modalities); {data.name} is a single-modality data set")
     corrupted = {text: data.corrupted(parsed) for text, parsed in conditions.items()}  # bad names fail before any run
-    metrics = evaluate_on_test(model, data, batch_size=batch_size, device=device)
+    metrics = evaluate_on_test(model, data, batch_size=batch_size, device=device, limit=limit)
     if corrupted:
-        metrics["corrupted"] = {text: evaluate_on_test(model, variant, batch_size=batch_size, device=device)
-                                for text, variant in corrupted.items()}
+        metrics["corrupted"] = {text: evaluate_on_test(model, variant, batch_size=batch_size, device=device,
+                                                       limit=limit) for text, variant in corrupted.items()}
     return {"checkpoint": str(path), "epoch": meta["epoch"], "classes": list(data.classes), **metrics}

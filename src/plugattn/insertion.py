@@ -561,7 +561,7 @@ def attach(
     *,
     stages: Sequence[int] | None = None,
     position: str = "standard",
-    reduction: int = 16,
+    reduction: int | None = None,
     example_input: Tensor | Sequence[Tensor] | None = None,
     replace: bool = False,
     init: str = "paper",
@@ -614,7 +614,7 @@ def _install(model: nn.Module, point: InsertionPoint, build: Callable[..., nn.Mo
     if isinstance(module, ResidualUnit) and point.kind != "after":
         if module.attention is not None and not replace:
             raise ValueError(f"point {point.name!r} already has an attention block; pass replace=True to swap it")
-        block = build(point.channels, point.dims).to(**factory)
+        block = build(point.channels, point.dims).to(**factory).train(module.training)
         block._plugattn_attached = True
         module.set_attention(block, point.kind)
         return
@@ -627,7 +627,7 @@ def _install(model: nn.Module, point: InsertionPoint, build: Callable[..., nn.Mo
             raise ValueError(f"point {point.name!r} already has an attention block; pass replace=True to swap it")
         for target, table, key, hook in existing:
             _undo(target, table, key, hook)
-    block = build(point.channels, point.dims).to(**factory)
+    block = build(point.channels, point.dims).to(**factory).train(module.training)  # as the network it joins
     block._plugattn_attached = True
     block.__prepare_scriptable__ = functools.partial(_refuse_scripting, point.name)
     owner.add_module(attribute, block)

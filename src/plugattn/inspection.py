@@ -21,12 +21,14 @@ from plugattn.insertion import stage_numbers
 
 @dataclass
 class AttentionRecord:
-    """What one block produced in each forward pass: channel weights (N, C), spatial maps (N, 1, *S), and for
-    fusion blocks the mean weight each modality got (N, modalities)."""
+    """What one block produced in each forward pass: channel weights (N, C), spatial maps (N, 1, *S), other gates
+    (``element``: SimAM's weight per element, Triplet attention's maps over rotated axes), and for fusion blocks
+    the mean weight each modality got (N, modalities)."""
 
     name: str
     channel: list[Tensor] = field(default_factory=list)
     spatial: list[Tensor] = field(default_factory=list)
+    element: list[Tensor] = field(default_factory=list)
     modality: list[Tensor] = field(default_factory=list)
 
 
@@ -119,7 +121,7 @@ def capture(model: nn.Module) -> Iterator[AttentionCapture]:
     for name, block in blocks:
         record = seen.records[name]
         for gate in gate_modules(block):
-            target = record.channel if gate.kind == "channel" else record.spatial
+            target = {"channel": record.channel, "spatial": record.spatial}.get(gate.kind, record.element)
             handles.append(gate.register_forward_hook(lambda _m, _a, output, target=target: target.append(output.detach())))
     try:
         yield seen

@@ -41,7 +41,7 @@ class ModelRecipe:
     model: str = "resnet20"
     weights: str | None = None
     attention: str | None = None
-    reduction: int = 16
+    reduction: int | None = None
     position: str = "standard"
     stages: list[int] | None = None
     where: str | list[str] = "residual"

@@ -16,15 +16,15 @@ PAPER_BLOCK_DEFAULTS: dict[str, dict[str, object]] = {"se": {"bias": True}}
 
 
 def attention_builder(
-    attention: str, reduction: int, block_options: Mapping[str, object], init: str = "paper"
+    attention: str, reduction: int | None, block_options: Mapping[str, object], init: str = "paper"
 ) -> Callable[..., nn.Module]:
     """A function ``(channels, dims=None) -> block`` for the registry name ``attention``, with the papers'
-    defaults applied; ``dims`` reaches blocks that take it unless the caller fixed it in ``block_options``.
+    defaults applied and ``reduction`` where the block takes one (None: the block's own default); ``dims`` reaches blocks that take it unless the caller fixed it in ``block_options``.
     ``init="identity"`` wraps every block in :class:`~plugattn.blocks.IdentityStart`."""
     require_choice("init", init, INITS)
     options = {**PAPER_BLOCK_DEFAULTS.get(attention, {}), **block_options}
     accepted = attention_options(attention)
-    if accepted is None or "reduction" in accepted:
+    if reduction is not None and (accepted is None or "reduction" in accepted):
         options["reduction"] = reduction
     create_attention(attention, 64, **options)  # fail on bad options now, not deep inside the network
     takes_dims = (accepted is None or "dims" in accepted) and "dims" not in options

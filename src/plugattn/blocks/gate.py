@@ -9,23 +9,30 @@ from torch import Tensor, nn
 from plugattn.blocks._checks import require_choice
 
 GATE_FUNCTIONS = ("sigmoid", "tanh", "relu")
-GATE_KINDS = ("channel", "spatial")
+"""The gates a block's user may choose (SE's ``gate=``)."""
+ACTIVATIONS = (*GATE_FUNCTIONS, "softmax")
+"""Every gate activation; ``softmax`` normalises a spatial map over its positions (GCNet's attention pooling)."""
+GATE_KINDS = ("channel", "spatial", "element")
+"""What a gate's output is: channel weights (N, C), a spatial map (N, 1, *spatial), or anything else (a weight per
+element, as SimAM's, or a map over rotated axes, as Triplet attention's C–W and H–C branches)."""
 
 
 class GateActivation(nn.Module):
-    """Apply ``function`` (sigmoid, tanh or relu) to a gate's logits; ``kind`` says whether its output is
-    channel weights (N, C) or a spatial map (N, 1, *spatial). Holds no parameters."""
+    """Apply ``function`` (one of :data:`ACTIVATIONS`) to a gate's logits; ``kind`` says what its output is
+    (:data:`GATE_KINDS`). Holds no parameters."""
 
     def __init__(self, kind: str, function: str = "sigmoid") -> None:
         super().__init__()
         self.kind = require_choice("kind", kind, GATE_KINDS)
-        self.function = require_choice("gate", function, GATE_FUNCTIONS)
+        self.function = require_choice("gate", function, ACTIVATIONS)
 
     def forward(self, logits: Tensor) -> Tensor:
         if self.function == "sigmoid":
             return torch.sigmoid(logits)
         if self.function == "tanh":
             return torch.tanh(logits)
+        if self.function == "softmax":
+            return torch.softmax(logits.flatten(2), -1).view_as(logits)
         return torch.relu(logits)
 
     def extra_repr(self) -> str:

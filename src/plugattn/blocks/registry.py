@@ -20,8 +20,15 @@ import torch
 from torch import nn
 
 from plugattn.blocks._checks import require_positive_int
+from plugattn.blocks.bam import BAM
 from plugattn.blocks.cbam import CBAM, ChannelGate, SpatialGate
+from plugattn.blocks.coordinate import CoordinateAttention
+from plugattn.blocks.eca import ECA
+from plugattn.blocks.global_context import GlobalContext
+from plugattn.blocks.scse import SCSE
+from plugattn.blocks.simam import SimAM
 from plugattn.blocks.squeeze_excite import SqueezeExcite
+from plugattn.blocks.triplet import TripletAttention
 
 AttentionFactory = Callable[..., nn.Module]
 
@@ -116,3 +123,10 @@ register_attention("channel", ChannelGate)
 register_attention("spatial", _spatial_gate)
 register_attention("cbam", CBAM)
 register_attention("cbam-channel", functools.partial(CBAM, spatial=False))
+register_attention("bam", BAM)
+register_attention("eca", ECA)
+register_attention("coord", CoordinateAttention)
+register_attention("simam", SimAM)
+register_attention("triplet", TripletAttention)
+register_attention("gc", GlobalContext)
+register_attention("scse", SCSE)

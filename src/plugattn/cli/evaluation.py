@@ -33,7 +33,7 @@ def evaluate(
     where: str = WHERE_OPTION,
     init: str = INIT_OPTION,
     normalize: str = NORMALIZE_OPTION,
-    reduction: int = typer.Option(16),
+    reduction: int = typer.Option(None, help="Reduction ratio r (default: each block's own)."),
     stages: str = typer.Option(None),
     dataset: str = typer.Option(None, help="With a checkpoint: another data set with the same classes; with --model: "
                                 "the data set (its classes must be the classifier's)."),
@@ -125,7 +125,7 @@ def viz(
     where: str = WHERE_OPTION,
     init: str = INIT_OPTION,
     normalize: str = NORMALIZE_OPTION,
-    reduction: int = typer.Option(16),
+    reduction: int = typer.Option(None, help="Reduction ratio r (default: each block's own)."),
     stages: str = typer.Option(None),
     dataset: str = typer.Option(None, help="With --model: the images to look at (the classifier's classes)."),
     data_dir: str = typer.Option(None),

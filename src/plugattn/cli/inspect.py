@@ -19,7 +19,7 @@ def _summarise(values: torch.Tensor) -> str:
 @app.command()
 def blocks(
     shape: str = typer.Option("64x32x32", "--shape", help="Feature map C x H x W (or C x L, C x D x H x W)."),
-    reduction: int = typer.Option(16, help="Reduction ratio r of every block."),
+    reduction: int = typer.Option(None, help="Reduction ratio r of every block (default: each block's own)."),
     seed: int = typer.Option(0, help="Seed for the weights and the sample input."),
 ) -> None:
     """Every registered block on one sample feature map: cost, output shape and the attention it computes."""
@@ -28,20 +28,25 @@ def blocks(
         raise typer.BadParameter("needs at least one spatial size, e.g. 64x32x32", param_hint="--shape")
     torch.manual_seed(seed)
     x = torch.randn(1, channels, *spatial)
-    table = Table(title=f"plugattn blocks on a (1, {', '.join(map(str, (channels, *spatial)))}) feature map, r={reduction}")
+    ratio = f"r={reduction}" if reduction is not None else "each block's own r"
+    table = Table(title=f"plugattn blocks on a (1, {', '.join(map(str, (channels, *spatial)))}) feature map, {ratio}")
     for column in ("block", "params", "MACs", "output shape", "channel weights min/mean/max", "spatial map min/mean/max"):
         table.add_column(column, justify="left" if column in ("block", "output shape") else "right")
     for name in list_attention():
-        wanted = {"dims": len(spatial), "reduction": reduction}
+        wanted = {"dims": len(spatial), **({"reduction": reduction} if reduction is not None else {})}
         accepted = attention_options(name)
         options = {key: value for key, value in wanted.items() if accepted is None or key in accepted}
-        block = create_attention(name, channels, **options).eval()
-        recorded: dict[str, torch.Tensor] = {}
-        handles = [
-            gate.register_forward_hook(lambda module, args, output: recorded.__setitem__(module.kind, output))
-            for _, gate in find_gates(block)
-        ]
-        out = block(x)
+        try:
+            block = create_attention(name, channels, **options).eval()
+            recorded: dict[str, torch.Tensor] = {}
+            handles = [
+                gate.register_forward_hook(lambda module, args, output: recorded.__setitem__(module.kind, output))
+                for _, gate in find_gates(block)
+            ]
+            out = block(x)
+        except ValueError as error:  # a block whose formula needs another rank (coord, triplet: 2-D maps)
+            table.add_row(name, "-", "-", f"not for this map: {str(error).split(';')[0]}", "-", "-")
+            continue
         macs = count_macs(block, x)
         for handle in handles:
             handle.remove()
@@ -62,7 +67,7 @@ def profile(
                                          "timm:NAME or package.module:factory."),
     attention: str = typer.Option(None, help="Attention to insert (any registry name); zoo se_/cbam_ names carry theirs."),
     where: str = WHERE_OPTION,
-    reduction: int = typer.Option(16, help="Reduction ratio r of inserted blocks."),
+    reduction: int = typer.Option(None, help="Reduction ratio r of inserted blocks (default: each block's own)."),
     input: str = typer.Option(None, "--input", help="Sample shape C x H x W; default: the model's natural size "
                               "(3x224x224 outside the zoo)."),
     num_classes: int = typer.Option(None, help="Classifier outputs; default 1000 (ImageNet-style) or 10 (CIFAR-style)."),

@@ -43,7 +43,7 @@ def train(
     where: str = WHERE_OPTION,
     init: str = INIT_OPTION,
     normalize: str = NORMALIZE_OPTION,
-    reduction: int = typer.Option(16, help="Reduction ratio r."),
+    reduction: int = typer.Option(None, help="Reduction ratio r (default: each block's own: 16 for SE and CBAM)."),
     position: str = typer.Option("standard", help="standard, pre, post or identity."),
     stages: str = typer.Option(None, help="Stages with attention, e.g. 3,4 (default: all)."),
     option: list[str] = typer.Option(None, "--option", "-o", help="Block option key=value (repeatable), e.g. kernel_size=3, pool_types=avg+max."),

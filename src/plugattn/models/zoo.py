@@ -126,7 +126,7 @@ def create_model(
     *,
     num_classes: int | None = None,
     attention: str | None = None,
-    reduction: int = 16,
+    reduction: int | None = None,
     position: str = "standard",
     stages: Sequence[int] | None = None,
     in_channels: int = 3,

@@ -63,6 +63,8 @@ class TrainConfig(ModelRecipe):
         """Raise a clear error on values no run can use."""
         for name in ("epochs", "batch_size", "reduction"):
             value = getattr(self, name)
+            if name == "reduction" and value is None:  # each block's own default
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         for name, value, choices in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),

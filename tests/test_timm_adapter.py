@@ -3,6 +3,7 @@ backward, pretrained cfg, classifier reset, TorchScript, features_only, FX featu
 here for the registered ``plugattn_*`` models so that CI runs them offline. (The script
 ``scripts/run_timm_model_tests.py`` runs timm's file itself from a pytorch-image-models checkout.)"""
 
+import functools
 import math
 
 import pytest
@@ -131,3 +132,18 @@ def test_timm_arguments_are_supported_or_refused():
     with pytest.raises(TypeError, match="does not take option"):
         timm.create_model("plugattn_se_resnet20", reductoin=4)
     assert create_model("resnet20", num_classes=0)(torch.randn(1, 3, 32, 32)).shape == (1, 64)
+
+
+@pytest.mark.parametrize("block", plugattn.list_attention())
+def test_every_block_works_as_timms_attn_layer(block):
+    """timm's ResNets build ``attn_layer(channels)`` in each unit (before the addition): any plugattn block."""
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=10,
+                              block_args=dict(attn_layer=functools.partial(plugattn.create_attention, block)))
+    x = torch.randn(2, 3, 64, 64)
+    out = model(x)
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    assert len(plugattn.blocks.find_attention_blocks(model)) == 8
+    out.sum().backward()
+    blocks = plugattn.blocks.find_attention_blocks(model)
+    assert all(p.grad is not None for _, b in blocks for p in b.parameters())

@@ -1,14 +1,22 @@
-"""plugattn: plug-and-play channel and spatial attention (Squeeze-and-Excitation, CBAM) for PyTorch.
+"""plugattn: plug-and-play channel and spatial attention (Squeeze-and-Excitation, CBAM and the family after them:
+BAM, ECA, Coordinate Attention, SimAM, Triplet, GC, scSE) for PyTorch.
 
 ``import plugattn`` loads the library only (blocks, insertion, models, interop, profiling, inspection); the
 application — training, data, sweeps, pictures, the CLI — lives in its own modules (``plugattn.training``,
 ``plugattn.visualisation``, …) and needs the extras named in the README."""
 
 from plugattn.blocks import (
+    BAM,
     CBAM,
+    ECA,
+    SCSE,
     ChannelGate,
+    CoordinateAttention,
+    GlobalContext,
+    SimAM,
     SpatialGate,
     SqueezeExcite,
+    TripletAttention,
     attention_options,
     create_attention,
     list_attention,
@@ -36,8 +44,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttentionCapture",
+    "BAM",
     "CBAM",
     "ChannelGate",
+    "CoordinateAttention",
+    "ECA",
+    "GlobalContext",
+    "SCSE",
+    "SimAM",
+    "TripletAttention",
     "InsertionPoint",
     "LoadReport",
     "SpatialGate",

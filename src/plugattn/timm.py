@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from plugattn.blocks import CBAM, ChannelGate, SpatialGate, SqueezeExcite
+from plugattn.blocks import BLOCK_CLASSES
 from plugattn.extras import require
 from plugattn.models import create_model, list_models, model_entry
 
@@ -89,6 +89,6 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
     return entrypoint
 
 
-for _block in (SqueezeExcite, ChannelGate, SpatialGate, CBAM):
+for _block in BLOCK_CLASSES:
     register_notrace_module(_block)
 REGISTERED = [register_model(_entrypoint(name)).__name__ for name in list_models()]

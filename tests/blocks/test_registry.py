@@ -9,7 +9,8 @@ from plugattn import CBAM, ChannelGate, SpatialGate, SqueezeExcite, create_atten
 
 
 def test_builtin_names_build_the_right_blocks():
-    assert {"se", "cbam", "cbam-channel", "channel", "spatial"} <= set(list_attention())
+    assert {"se", "cbam", "cbam-channel", "channel", "spatial", "bam", "eca", "coord", "simam", "triplet", "gc",
+            "scse"} <= set(list_attention())
     assert isinstance(create_attention("se", 32), SqueezeExcite)
     assert isinstance(create_attention("channel", 32), ChannelGate)
     assert isinstance(create_attention("spatial", 32, kernel_size=3), SpatialGate)

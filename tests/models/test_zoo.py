@@ -7,7 +7,8 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck as TVBottleneck
 from torchvision.models.resnet import ResNet as TVResNet
 
-from plugattn import CBAM, SqueezeExcite, without_attention
+from plugattn import CBAM, SqueezeExcite, attach, without_attention
+from plugattn.blocks import find_attention_blocks
 from plugattn.models import (
     MODELS,
     ResidualUnit,
@@ -16,7 +17,8 @@ from plugattn.models import (
     load_backbone_state_dict,
     model_entry,
 )
-from plugattn.profiling import count_parameters
+from plugattn.models.zoo import ATTENTION_PREFIXES
+from plugattn.profiling import count_macs, count_parameters
 
 TORCHVISION = {
     "resnet18": torchvision.models.resnet18,
@@ -142,8 +144,9 @@ def test_forward_and_backward_at_natural_size(name):
 
 def test_names_and_prefixes():
     names = list_models()
-    assert {"resnet50", "resnet50_v1", "cbam_resnet50", "cbam_resnet50_v1", "se_resnet20", "wrn16_8"} <= set(names)
-    assert len(names) == 3 * len(MODELS)
+    assert {"resnet50", "resnet50_v1", "cbam_resnet50", "cbam_resnet50_v1", "se_resnet20", "wrn16_8", "bam_resnet50",
+            "eca_resnet50", "coord_resnet20", "triplet_resnet50", "gc_resnet50", "scse_wrn16_8"} <= set(names)
+    assert len(names) == (1 + len(ATTENTION_PREFIXES)) * len(MODELS) == 9 * len(MODELS)
     assert isinstance(create_model("cbam_resnet20").layer1[0].attention, CBAM)
     assert isinstance(create_model("resnet20", attention="se").layer1[0].attention, SqueezeExcite)
 
@@ -162,6 +165,7 @@ BAD = [
     (dict(name="resnet18", attention="se", kernel_size=3), TypeError, ["'se'", "kernel_size"]),
     (dict(name="resnet18", attention="sse"), ValueError, ["attention must be one of", "did you mean", "'se'"]),
     (dict(name="resnet18", attention="cbam", reduction=0), ValueError, ["reduction", "0"]),
+    (dict(name="resnet18", attention="bam", placement="between"), ValueError, ["placement", "'stage'", "'between'"]),
 ]
 
 
@@ -208,3 +212,41 @@ def test_architecture_variants_for_published_weights():
 def test_bad_architecture_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
         create_model(**kwargs)
+
+
+@pytest.mark.parametrize(("name", "options", "expected", "gmacs"), [  # ../shared/reference/paper_tables.md
+    ("bam_resnet50", {}, 25_915_099, 4.171),  # BAM after layer1–3 (the official bam1..bam3)
+    ("eca_resnet50", {}, 25_557_112, 4.089),  # ECANet's README: "24.37M" = this count / 2**20
+    ("triplet_resnet50", {}, 25_561_832, 4.136),
+    ("gc_resnet50", {}, 28_078_773, 4.098),  # GCNet, ratio 1/16 after conv3/bn3 of c3–c5
+    ("gc_resnet50", {"ratio": 1 / 4}, 35_557_941, 4.105),
+])
+def test_the_familys_published_parameter_and_mac_counts(name, options, expected, gmacs):
+    model = create_model(name, **options).eval()
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert count_macs(model, torch.randn(1, 3, 224, 224)) / 1e9 == pytest.approx(gmacs, abs=5e-4)
+
+
+def test_the_familys_official_placements():
+    eca = create_model("eca_resnet50")
+    assert [eca.get_submodule(f"layer{i}")[0].attention.kernel_size for i in range(1, 5)] == [3, 5, 5, 7]
+    assert [create_model("eca_resnet18").get_submodule(f"layer{i}")[0].attention.kernel_size
+            for i in range(1, 5)] == [3, 3, 3, 3]
+    assert create_model("eca_resnet50", kernel_size=9).layer1[0].attention.kernel_size == 9  # explicit wins
+    gc = create_model("gc_resnet50")
+    assert gc.layer1[0].attention is None and all(gc.get_submodule(f"layer{i}")[0].attention is not None
+                                                  for i in (2, 3, 4))
+    bam = create_model("bam_resnet20")
+    assert [name for name, _ in find_attention_blocks(bam)] == ["layer1.2.attention", "layer2.2.attention"]
+    assert bam.layer1[2].position == "post"  # at the stage's output, after the last unit's addition
+    triplet = create_model("triplet_resnet50").layer2[1].attention
+    assert triplet.hw.spatial.bn.weight.item() == 0 and triplet.cw.spatial.bn.weight.item() == 1 == \
+        triplet.hc.spatial.bn.weight.item()
+
+
+def test_coordinate_attention_mobilenet_v2_by_attach_has_the_published_count():
+    model = torchvision.models.mobilenet_v2()
+    assert sum(p.numel() for p in model.parameters()) == 3_504_872
+    after_depthwise = [f"features.{i}.conv.1" for i in range(2, 18)]  # every block with expansion 6
+    attach(model, "coord", after_depthwise, example_input=torch.randn(1, 3, 224, 224))
+    assert sum(p.numel() for p in model.parameters()) == 3_950_648

@@ -25,7 +25,9 @@ class SimAM(nn.Module):
     fuses_addition = True
     """``forward(x, identity)`` returns ``identity + forward(x)`` in one pass (``addcmul``)."""
 
-    def __init__(self, channels: int, e_lambda: float = 1e-4) -> None:
+    def __init__(self, channels: int, e_lambda: float = 1e-4, *, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        """``device`` and ``dtype`` are taken as every block's factory arguments are (SimAM holds no tensor)."""
         super().__init__()
         self.channels = require_positive_int("channels", channels)
         if isinstance(e_lambda, bool) or not isinstance(e_lambda, (int, float)) or not e_lambda > 0:

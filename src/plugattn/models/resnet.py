@@ -157,7 +157,8 @@ class ResNet(ClassifierHead):
 def initialise_resnet(model: nn.Module, zero_init_residual: bool = False) -> None:
     """torchvision's ResNet initialisation (Kaiming fan-out convolutions, unit BatchNorms). Attention blocks
     keep their own initialisation, except that a spatial gate's BatchNorm scale starts at 0 (a flat 0.5
-    map), as the official CBAM code initialises it."""
+    map), as the official CBAM code initialises it and the official Triplet code its H–W branch (its C–W and H–C
+    branches keep 1)."""
     inside_attention = {
         id(module)
         for unit in model.modules()
@@ -165,7 +166,7 @@ def initialise_resnet(model: nn.Module, zero_init_residual: bool = False) -> Non
         for module in unit.attention.modules()
     }
     for module in model.modules():
-        if isinstance(module, SpatialGate):
+        if isinstance(module, SpatialGate) and module.gate.kind == "spatial":  # not Triplet's rotated branches
             nn.init.zeros_(module.spatial.bn.weight)
         if id(module) in inside_attention:
             continue

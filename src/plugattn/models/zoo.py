@@ -18,10 +18,18 @@ from plugattn.models.cifar import CifarBasicBlock, CifarResNet, PreActBottleneck
 from plugattn.models.resnet import BasicBlock, Bottleneck, ResNet
 from plugattn.models.units import POSITIONS, ResidualUnit
 
-ATTENTION_PREFIXES = ("se", "cbam")
+ATTENTION_PREFIXES = ("se", "cbam", "bam", "eca", "coord", "triplet", "gc", "scse")
+"""Attention whose networks the zoo names ``<prefix>_<model>``. Zoo models follow the papers' official code unless
+an option is passed explicitly: SE-ResNets with biases in both FC layers (their parameter counts prove it; the
+seed's SELayer has none), ECA-ResNets with the released kernel size per stage (:data:`ECA_STAGE_KERNELS`; CIFAR
+nets: the paper's rule), GC blocks in the stages after the first (GCNet's c3–c5), Triplet attention's H–W branch
+starting from a zero BatchNorm scale, BAM between stages (after every stage but the last)."""
 
-"""The papers' SE-ResNets have biases in both FC layers (their parameter counts prove it); the seed's
-SELayer has none. Zoo models follow the papers unless ``bias`` is passed explicitly."""
+PLACEMENTS = ("unit", "stage")
+
+ECA_STAGE_KERNELS = {"Bottleneck": (3, 5, 5, 7), "BasicBlock": (3, 3, 3, 3)}
+"""ECANet's released ImageNet models: ``eca_resnet50/101/152`` with k = 3, 5, 5, 7 per stage, ``eca_resnet18/34``
+with 3 throughout (``eca_resnet50``: 25,557,112 parameters)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,8 @@ MODELS: dict[str, ModelEntry] = _build_registry()
 
 
 def list_models(*, attention: bool = True) -> list[str]:
-    """Every name :func:`create_model` accepts: the base names and, with ``attention``, their ``se_`` and ``cbam_`` forms."""
+    """Every name :func:`create_model` accepts: the base names and, with ``attention``, their forms prefixed by each
+    of :data:`ATTENTION_PREFIXES` (``se_resnet50``, ``eca_resnet50``, …)."""
     names = sorted(MODELS)
     if attention:
         names += [f"{prefix}_{name}" for prefix in ATTENTION_PREFIXES for name in sorted(MODELS)]
@@ -129,6 +138,7 @@ def create_model(
     reduction: int | None = None,
     position: str = "standard",
     stages: Sequence[int] | None = None,
+    placement: str | None = None,
     in_channels: int = 3,
     stem_pool: str | None = None,
     shortcut: str | None = None,
@@ -138,9 +148,11 @@ def create_model(
 ) -> nn.Module:
     """Build a zoo network, optionally with an attention block in every residual unit of ``stages``.
 
-    ``name`` is a base name from :func:`list_models` or its ``se_``/``cbam_`` form. ``attention`` is any
+    ``name`` is a base name from :func:`list_models` or its prefixed form (``se_``, ``cbam_``, ``eca_``, …). ``attention`` is any
     registry name (``"se"``, ``"cbam"``, ``"cbam-channel"``, …); ``position`` is ``standard`` (end of the
-    residual branch), ``pre``, ``post`` or ``identity``; ``stages`` are 1-based. ``num_classes`` defaults
+    residual branch), ``pre``, ``post`` or ``identity``; ``stages`` are 1-based. ``placement="unit"`` puts a block
+    in every unit of ``stages``; ``"stage"`` one block at the output of each of ``stages`` (default: all but the
+    last), between stages, as BAM sits (the default for ``bam``; ``"unit"`` for the others). ``num_classes`` defaults
     to 1000 for ImageNet-style and 10 for CIFAR-style networks; ``in_channels`` is the input's channel
     count (1 for grey images). ``stem_pool`` (ImageNet nets: ``"pad"``, torchvision's, or ``"ceil"``,
     Cadene's) and ``shortcut`` (CIFAR ResNet-20…110: ``"A"``, He et al.'s zero padding, or ``"B"``, 1×1
@@ -173,11 +185,35 @@ Extra keywords go to the blocks.
         if block_options:
             raise ValueError(f"block options {sorted(block_options)} were given but attention is None")
         return entry.build(num_classes=num_classes, in_channels=in_channels, **architecture)
-    builder = attention_builder(attention, reduction, block_options, init)
-    return entry.build(
-        num_classes=num_classes, in_channels=in_channels, attention=builder, position=position, stages=stages,
-        **architecture,
-    )
+    placement = require_choice("placement", placement or ("stage" if attention == "bam" else "unit"), PLACEMENTS)
+    if stages is None and (attention == "gc" or placement == "stage"):
+        stages = tuple(range(2, entry.num_stages + 1)) if attention == "gc" else tuple(range(1, entry.num_stages))
+    if attention == "eca" and "kernel_size" not in block_options and entry.family == "imagenet":
+        builder = _eca_per_stage(entry, reduction, block_options, init)
+    else:
+        builder = attention_builder(attention, reduction, block_options, init)
+    if placement == "unit":
+        return entry.build(num_classes=num_classes, in_channels=in_channels, attention=builder, position=position,
+                           stages=stages, **architecture)
+    model = entry.build(num_classes=num_classes, in_channels=in_channels, **architecture)
+    for stage in stages:  # the stage's output: after its last unit's addition (BAM's bam1..bam3)
+        last = model.get_submodule(f"layer{stage}")[-1]
+        last.add_attention(builder, "post")
+    return model
+
+
+def _eca_per_stage(entry: ModelEntry, reduction: int | None, block_options: Mapping[str, object],
+                   init: str) -> Callable[..., nn.Module]:
+    """ECA blocks with ECANet's released kernel size for each stage's width (the paper's rule elsewhere)."""
+    unit = entry.build.args[0]
+    widths = entry.build.keywords.get("widths", (64, 128, 256, 512))
+    kernels = dict(zip((width * unit.expansion for width in widths), ECA_STAGE_KERNELS[unit.__name__]))
+
+    def build(channels: int, dims: int | None = None) -> nn.Module:
+        options = {**block_options, "kernel_size": kernels.get(channels)}
+        return attention_builder("eca", reduction, options, init)(channels, dims)
+
+    return build
 
 
 def load_backbone_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:

@@ -184,44 +184,43 @@ class OfficialBottleneck(nn.Module):
 
 
 class OfficialResidualNet(nn.Module):
-    """ResidualNet('ImageNet', 50, num_classes, 'CBAM'): 7×7 stem, MaxPool2d(3, 2, 1), Bottleneck units."""
+    """ResidualNet('ImageNet', 50, num_classes, att_type): 7×7 stem, MaxPool2d(3, 2, 1), Bottleneck units, with a
+    CBAM in every unit (``"CBAM"``) or a BAM after each of layer1–3 (``"BAM"``: ``bam1``…``bam3``)."""
 
-    def __init__(self, layers=(3, 4, 6, 3), num_classes=1000):
+    def __init__(self, layers=(3, 4, 6, 3), num_classes=1000, att_type="CBAM"):
         super().__init__()
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        use_cbam = att_type == "CBAM"
         for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers), start=1):
             stride = 1 if index == 1 else 2
             downsample = None
             if stride != 1 or self.inplanes != planes * 4:
                 downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, kernel_size=1, stride=stride, bias=False),
                                            nn.BatchNorm2d(planes * 4))
-            units = [OfficialBottleneck(self.inplanes, planes, stride, downsample)]
+            units = [OfficialBottleneck(self.inplanes, planes, stride, downsample, use_cbam)]
             self.inplanes = planes * 4
-            units += [OfficialBottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+            units += [OfficialBottleneck(self.inplanes, planes, use_cbam=use_cbam) for _ in range(1, blocks)]
             self.add_module(f"layer{index}", nn.Sequential(*units))
+        self.bams = att_type == "BAM"
+        if self.bams:
+            from tests.blocks.family_references import OfficialBAM
+
+            self.bam1, self.bam2, self.bam3 = OfficialBAM(256), OfficialBAM(512), OfficialBAM(1024)
         self.avgpool = nn.AvgPool2d(7)
         self.fc = nn.Linear(512 * 4, num_classes)
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for index in (1, 2, 3):
+            x = getattr(self, f"layer{index}")(x)
+            if self.bams:
+                x = getattr(self, f"bam{index}")(x)
+        x = self.layer4(x)
         return self.fc(self.avgpool(x).view(x.size(0), -1))
-
-
-def bam_state_dict(plain_resnet50_state: dict) -> dict:
-    """What the official code's BAM-ResNet-50 checkpoint holds beside the ResNet: bam1..bam3 modules
-    (MODELS/bam.py: channel_att.gate_c.gate_c_fc_0 …, spatial_att.gate_s.gate_s_conv_reduce0 …)."""
-    state = {f"module.{key}": value for key, value in plain_resnet50_state.items()}
-    for index, channels in enumerate((256, 512, 1024), start=1):
-        hidden = channels // 16
-        state[f"module.bam{index}.channel_att.gate_c.gate_c_fc_0.weight"] = torch.randn(hidden, channels)
-        state[f"module.bam{index}.channel_att.gate_c.gate_c_fc_0.bias"] = torch.randn(hidden)
-        state[f"module.bam{index}.spatial_att.gate_s.gate_s_conv_reduce0.weight"] = torch.randn(hidden, channels, 1, 1)
-    return state
 
 
 # ---------------------------------------------------------------- moskomule/senet.pytorch, CIFAR SE-ResNets

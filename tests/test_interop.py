@@ -106,13 +106,20 @@ def test_weights_for_another_architecture_are_refused(case, tmp_path):
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing was loaded
 
 
-def test_bam_weights_name_the_missing_block_type(tmp_path):
-    state = foreign_models.bam_state_dict(torchvision.models.resnet50().state_dict())
-    path = _save({"state_dict": state}, tmp_path / "bam.pth.tar")
-    with pytest.raises(CheckpointError, match=r"official BAM code.*block type 'BAM' is not available"):
-        load_pretrained(create_model("resnet50"), path)
+def test_official_bam_weights_load_into_the_official_variant_only(tmp_path):
+    official = foreign_models.randomise(foreign_models.OfficialResidualNet(att_type="BAM")).eval()
+    path = _save({"state_dict": {f"module.{k}": v for k, v in official.state_dict().items()}}, tmp_path / "bam.pth.tar")
+    model = create_model("bam_resnet50", combine="product").eval()
+    report = load_pretrained(model, path)
+    assert report.layout == "bam-official" and not report.missing and not report.unexpected
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), official(x), atol=1e-4, rtol=1e-4)
+    paper = create_model("bam_resnet50")  # combine="sum": the same tensors would compute something else
+    with pytest.raises(CheckpointError, match=r"BAM blocks that multiply their branches.*combine='product'"):
+        load_pretrained(paper, path)
     result = CliRunner().invoke(app, ["convert", str(path), str(tmp_path / "out.safetensors")])
-    assert result.exit_code != 0 and "BAM" in result.output
+    assert result.exit_code == 0, result.output
 
 
 def test_attention_parameters_the_layout_lacks_are_reported_and_nothing_else_is_tolerated():

@@ -16,6 +16,10 @@ describes, which the model must have:
 - ``timm``: timm ``seresnet*`` (``timm/models/resnet.py`` with ``timm/layers/squeeze_excite.py``):
   ``layer1.0.se.fc1.weight`` as a 1×1 convolution with bias; ResNet v1.5; SE widths rounded to multiples
   of 8 (``divisor=8``; it matters for ``seresnet18/34``).
+- ``bam-official``: Jongchan/attention-module (``MODELS/model_resnet.py`` with ``att_type="BAM"``): ``bam1``…``bam3``
+  after layer1–3, ``bam1.channel_att.gate_c.gate_c_fc_0.weight``, ``bam1.spatial_att.gate_s.…``; the rest is
+  torchvision's ResNet v1.5. Its BAM multiplies the branches: load into ``create_model("bam_resnet50",
+  combine="product")`` (the default ``combine="sum"``, the paper's, is refused).
 - ``cadene``: Cadene/pretrained-models.pytorch (``pretrainedmodels/models/senet.py``): ``layer0.conv1``,
   ``layer1.0.se_module.fc1`` (1×1 convolutions with bias), ``last_linear``. Its stem pool is
   ``MaxPool2d(3, 2, padding=0, ceil_mode=True)`` (``stem_pool="ceil"``); its ``se_resnet*`` put the stride
@@ -75,8 +79,23 @@ def _cadene_architecture(state: Mapping[str, Tensor]) -> Architecture:
 class Layout:
     """One published key layout: rules mapping its keys to ours, and the architecture its files describe."""
 
-    rules: tuple[tuple[str, str], ...]
+    rules: tuple[tuple[str, str], ...] | Callable[[Mapping[str, Tensor]], tuple[tuple[str, str], ...]]
+    """(pattern, replacement) pairs, or a function of the state dict giving them (when they depend on depth)."""
     architecture: Callable[[Mapping[str, Tensor]], Architecture]
+
+
+def _bam_rules(state: Mapping[str, Tensor]) -> tuple[tuple[str, str], ...]:
+    """``bamN.`` (after stage N) becomes the attention of stage N's last unit (plugattn's ``placement="stage"``)."""
+    last: dict[str, int] = {}
+    for key in state:
+        match = re.match(r"layer(\d+)\.(\d+)\.", key)
+        if match:
+            last[match[1]] = max(last.get(match[1], 0), int(match[2]))
+    return tuple((rf"^bam{stage}\.", f"layer{stage}.{unit}.attention.") for stage, unit in last.items())
+
+
+def _bam_architecture(state: Mapping[str, Tensor]) -> Architecture:
+    return {**V15_TORCHVISION_STEM, "bam_combine": "product"}
 
 
 _LAYOUTS: dict[str, Layout] = {
@@ -85,6 +104,7 @@ _LAYOUTS: dict[str, Layout] = {
     "cbam-official": Layout(((r"\.cbam\.ChannelGate\.mlp\.", ".attention.channel_gate.mlp."),
                              (r"\.cbam\.SpatialGate\.spatial\.", ".attention.spatial_gate.spatial.")),
                             lambda state: dict(V15_TORCHVISION_STEM)),
+    "bam-official": Layout(_bam_rules, _bam_architecture),
     "senet.pytorch": Layout(((r"\.se\.fc\.([02])\.", r".attention.fc.\1."),), _senet_pytorch_architecture),
     "timm": Layout(((r"\.se\.fc1\.", ".attention.fc.0."), (r"\.se\.fc2\.", ".attention.fc.2.")),
                    lambda state: dict(V15_TORCHVISION_STEM)),
@@ -184,14 +204,10 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, Tensor]) -> dict[st
 
 def detect_layout(state: Mapping[str, Tensor]) -> str:
     """Which of :data:`LAYOUTS` the keys of ``state`` follow (``torchvision`` when no attention key says
-    otherwise). Official BAM weights raise: plugattn has no BAM block yet."""
+    otherwise)."""
     keys = list(state)
-    bam = [key for key in keys if _BAM.match(key)]
-    if bam:
-        raise CheckpointError(
-            f"these are weights of the official BAM code (Jongchan/attention-module, e.g. {bam[0]}): the block type "
-            "'BAM' is not available in plugattn yet, so no plugattn model can hold them"
-        )
+    if any(_BAM.match(key) for key in keys):
+        return "bam-official"
     if any(".cbam.ChannelGate." in k or ".cbam.SpatialGate." in k for k in keys):
         return "cbam-official"
     if any(k.startswith(("layer0.", "last_linear.")) or ".se_module." in k for k in keys):
@@ -215,6 +231,7 @@ def convert_state_dict(state: Mapping[str, Tensor], layout: str | None = None) -
     """``state`` in plugattn's layout (1×1-convolution MLP weights become linear weights) and the layout read."""
     layout = layout or detect_layout(state)
     rules = _check_layout(layout).rules
+    rules = rules(state) if callable(rules) else rules
     converted = {}
     for key, value in state.items():
         for pattern, replacement in rules:
@@ -251,10 +268,13 @@ def _stem_pool(pool: nn.Module) -> str | None:
 def model_architecture(model: nn.Module) -> Architecture | None:
     """The architecture facts of a plugattn zoo network or a torchvision ResNet (with or without attached
     blocks); None for a network plugattn cannot describe."""
+    from plugattn.blocks import BAM
     from plugattn.models import CifarBasicBlock, CifarResNet, ResNet
 
     if isinstance(model, ResNet):
-        return {"family": "imagenet", "stride_in_1x1": model.stride_in_1x1, "stem_pool": model.stem_pool}
+        facts: Architecture = {"family": "imagenet", "stride_in_1x1": model.stride_in_1x1, "stem_pool": model.stem_pool}
+        combines = {module.combine for module in model.modules() if isinstance(module, BAM)}
+        return facts | ({"bam_combine": combines.pop()} if len(combines) == 1 else {})
     if _is_torchvision_resnet(model):
         return {"family": "imagenet", "stride_in_1x1": False, "stem_pool": _stem_pool(model.maxpool)}
     if isinstance(model, CifarResNet):
@@ -272,10 +292,12 @@ _DESCRIPTIONS = {
     ("shortcut", "B"): "1×1 convolution + BatchNorm projection shortcuts",
     ("family", "imagenet"): "an ImageNet-style network",
     ("family", "cifar"): "a CIFAR-style network",
+    ("bam_combine", "product"): "BAM blocks that multiply their branches (the official code)",
+    ("bam_combine", "sum"): "BAM blocks that add their branches (the paper)",
 }
 _OPTION_HINT = {"stride_in_1x1": lambda v: "a name ending in _v1" if v else "a name without _v1",
                 "stem_pool": lambda v: f"stem_pool={v!r}", "shortcut": lambda v: f"shortcut={v!r}",
-                "family": lambda v: f"a {v}-style name"}
+                "family": lambda v: f"a {v}-style name", "bam_combine": lambda v: f"combine={v!r}"}
 
 
 def _describe(key: str, value: object) -> str:

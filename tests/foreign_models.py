@@ -159,9 +159,11 @@ class OfficialCBAM(nn.Module):
 
 
 class OfficialBottleneck(nn.Module):
-    """MODELS/model_resnet.py Bottleneck: the stride sits in conv2 (ResNet v1.5)."""
+    """MODELS/model_resnet.py Bottleneck (the stride sits in conv2: ResNet v1.5), with the attention of the official
+    code named ``attention`` after bn3: CBAM (``cbam``), ECANet's ``eca_layer`` (``eca``, kernel ``k``) or Triplet
+    attention's ``MODELS/triplet_attention.py`` (``triplet_attention``)."""
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, use_cbam=True):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, attention="CBAM", k=3):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -171,21 +173,29 @@ class OfficialBottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
-        self.cbam = OfficialCBAM(planes * 4, 16) if use_cbam else None
+        self.name = {"CBAM": "cbam", "ECA": "eca", "Triplet": "triplet_attention"}.get(attention)
+        if attention == "CBAM":
+            self.cbam = OfficialCBAM(planes * 4, 16)
+        elif attention in ("ECA", "Triplet"):
+            from tests.blocks.family_references import OfficialECA, OfficialTriplet
+
+            setattr(self, self.name, OfficialECA(k) if attention == "ECA" else OfficialTriplet("models"))
 
     def forward(self, x):
         residual = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        if self.cbam is not None:
-            out = self.cbam(out)
+        if self.name is not None:
+            out = getattr(self, self.name)(out)
         return self.relu(out + residual)
 
 
 class OfficialResidualNet(nn.Module):
     """ResidualNet('ImageNet', 50, num_classes, att_type): 7×7 stem, MaxPool2d(3, 2, 1), Bottleneck units, with a
-    CBAM in every unit (``"CBAM"``) or a BAM after each of layer1–3 (``"BAM"``: ``bam1``…``bam3``)."""
+    CBAM (``"CBAM"``), an ECA (``"ECA"``, ECANet's ``eca_resnet50``: k = 3, 5, 5, 7 per stage) or a Triplet
+    attention (``"Triplet"``) in every unit, or a BAM after each of layer1–3 (``"BAM"``: ``bam1``…``bam3``).
+    ECANet's and Triplet attention's ResNets are this network with their block (their files differ only in names)."""
 
     def __init__(self, layers=(3, 4, 6, 3), num_classes=1000, att_type="CBAM"):
         super().__init__()
@@ -194,16 +204,16 @@ class OfficialResidualNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        use_cbam = att_type == "CBAM"
-        for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers), start=1):
+        unit_attention = None if att_type == "BAM" else att_type
+        for index, (planes, blocks, k) in enumerate(zip((64, 128, 256, 512), layers, (3, 5, 5, 7)), start=1):
             stride = 1 if index == 1 else 2
             downsample = None
             if stride != 1 or self.inplanes != planes * 4:
                 downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, kernel_size=1, stride=stride, bias=False),
                                            nn.BatchNorm2d(planes * 4))
-            units = [OfficialBottleneck(self.inplanes, planes, stride, downsample, use_cbam)]
+            units = [OfficialBottleneck(self.inplanes, planes, stride, downsample, unit_attention, k)]
             self.inplanes = planes * 4
-            units += [OfficialBottleneck(self.inplanes, planes, use_cbam=use_cbam) for _ in range(1, blocks)]
+            units += [OfficialBottleneck(self.inplanes, planes, attention=unit_attention, k=k) for _ in range(1, blocks)]
             self.add_module(f"layer{index}", nn.Sequential(*units))
         self.bams = att_type == "BAM"
         if self.bams:

@@ -106,6 +106,24 @@ def test_weights_for_another_architecture_are_refused(case, tmp_path):
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing was loaded
 
 
+@pytest.mark.parametrize(("att_type", "name", "layout"), [("ECA", "eca_resnet50", "eca-official"),
+                                                         ("Triplet", "triplet_resnet50", "triplet-official")])
+def test_official_eca_and_triplet_resnets_load_and_agree(att_type, name, layout, tmp_path):
+    official = foreign_models.randomise(foreign_models.OfficialResidualNet(att_type=att_type)).eval()
+    path = _save({"state_dict": {f"module.{k}": v for k, v in official.state_dict().items()}}, tmp_path / "w.pth.tar")
+    model = create_model(name).eval()
+    report = load_pretrained(model, path)
+    assert report.layout == layout and not report.missing and not report.unexpected
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), official(x), atol=1e-4, rtol=1e-4)
+    with pytest.raises(CheckpointError, match="ResNet v1.5"):
+        load_pretrained(create_model(f"{name}_v1"), path)
+    if att_type == "ECA":  # ECANet's per-stage kernels: the paper's rule gives 5 in stage 1, a shape error
+        with pytest.raises(CheckpointError, match=r"shape mismatch for layer1\.0\.attention\.conv\.weight"):
+            load_pretrained(create_model("resnet50", attention="eca", kernel_size=5), path)
+
+
 def test_official_bam_weights_load_into_the_official_variant_only(tmp_path):
     official = foreign_models.randomise(foreign_models.OfficialResidualNet(att_type="BAM")).eval()
     path = _save({"state_dict": {f"module.{k}": v for k, v in official.state_dict().items()}}, tmp_path / "bam.pth.tar")

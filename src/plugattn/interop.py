@@ -20,6 +20,12 @@ describes, which the model must have:
   after layer1–3, ``bam1.channel_att.gate_c.gate_c_fc_0.weight``, ``bam1.spatial_att.gate_s.…``; the rest is
   torchvision's ResNet v1.5. Its BAM multiplies the branches: load into ``create_model("bam_resnet50",
   combine="product")`` (the default ``combine="sum"``, the paper's, is refused).
+- ``eca-official``: BangguWu/ECANet (``models/eca_resnet.py``): ``layer1.0.eca.conv.weight``; ResNet v1.5 with
+  k = 3, 5, 5, 7 per stage for ``eca_resnet50/101/152`` (``create_model("eca_resnet50")``: a kernel of another size
+  is a shape error).
+- ``triplet-official``: landskape-ai/triplet-attention (``MODELS/resnet.py``): ``layer1.0.triplet_attention.``
+  ``ChannelGateH``/``ChannelGateW``/``SpatialGate.spatial.conv.weight`` (or the current file's ``cw``/``hc``/``hw``
+  with ``conv.conv``); ResNet v1.5.
 - ``cadene``: Cadene/pretrained-models.pytorch (``pretrainedmodels/models/senet.py``): ``layer0.conv1``,
   ``layer1.0.se_module.fc1`` (1×1 convolutions with bias), ``last_linear``. Its stem pool is
   ``MaxPool2d(3, 2, padding=0, ceil_mode=True)`` (``stem_pool="ceil"``); its ``se_resnet*`` put the stride
@@ -105,6 +111,12 @@ _LAYOUTS: dict[str, Layout] = {
                              (r"\.cbam\.SpatialGate\.spatial\.", ".attention.spatial_gate.spatial.")),
                             lambda state: dict(V15_TORCHVISION_STEM)),
     "bam-official": Layout(_bam_rules, _bam_architecture),
+    "eca-official": Layout(((r"\.eca\.conv\.", ".attention.conv."),), lambda state: dict(V15_TORCHVISION_STEM)),
+    "triplet-official": Layout(((r"\.triplet_attention\.ChannelGateH\.", ".attention.cw."),
+                                (r"\.triplet_attention\.ChannelGateW\.", ".attention.hc."),
+                                (r"\.triplet_attention\.SpatialGate\.", ".attention.hw."),
+                                (r"\.triplet_attention\.(cw|hc|hw)\.conv\.", r".attention.\1.spatial.")),
+                               lambda state: dict(V15_TORCHVISION_STEM)),
     "senet.pytorch": Layout(((r"\.se\.fc\.([02])\.", r".attention.fc.\1."),), _senet_pytorch_architecture),
     "timm": Layout(((r"\.se\.fc1\.", ".attention.fc.0."), (r"\.se\.fc2\.", ".attention.fc.2.")),
                    lambda state: dict(V15_TORCHVISION_STEM)),
@@ -210,6 +222,10 @@ def detect_layout(state: Mapping[str, Tensor]) -> str:
         return "bam-official"
     if any(".cbam.ChannelGate." in k or ".cbam.SpatialGate." in k for k in keys):
         return "cbam-official"
+    if any(".eca.conv." in k for k in keys):
+        return "eca-official"
+    if any(".triplet_attention." in k for k in keys):
+        return "triplet-official"
     if any(k.startswith(("layer0.", "last_linear.")) or ".se_module." in k for k in keys):
         return "cadene"
     if any(".se.fc1." in k for k in keys):

@@ -13,6 +13,10 @@ step (time, and peak memory sampled from glibc's allocator at every saved tensor
 with the opt-in training fast path (``plugattn.fast``). All variants of a row are timed interleaved in one
 process; the table shows medians and ratios.
 
+The attention family (``--skip-family`` to leave it out): every registered block after SE and CBAM, in
+inference at the same shapes, against ``x.clone()`` and against timm's module where timm has one (``eca``,
+``gc``, ``coord``), NCHW.
+
 Import time: ``python -c "import plugattn"`` against ``python -c "import torch, torchvision"`` (and ``import
 torch``), fresh processes, interleaved.
 """
@@ -123,6 +127,31 @@ def module_level(rounds: int, compile_blocks: bool) -> None:
             print(f"| {list(shape)} | {layout} | {clone * 1e3:.1f} | {cells} |")
 
 
+FAMILY = ("bam", "eca", "coord", "simam", "triplet", "gc", "scse")
+TIMM_NAMES = {"eca": "eca", "gc": "gc", "coord": "coord"}
+
+
+def family_level(rounds: int) -> None:
+    from timm.layers import create_attn
+
+    from plugattn import create_attention
+
+    print("\n## The attention family (inference, no autograd, NCHW): median ms of x.clone() and ratio to it\n")
+    columns = [*FAMILY, *(f"timm {name}" for name in TIMM_NAMES)]
+    print("| shape | clone ms | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    for shape in SHAPES:
+        torch.manual_seed(0)
+        blocks = {name: create_attention(name, shape[1]) for name in FAMILY}
+        blocks |= {f"timm {name}": create_attn(timm_name, shape[1]) for name, timm_name in TIMM_NAMES.items()}
+        x = torch.randn(shape)
+        with torch.no_grad():
+            functions = {"clone": x.clone} | {name: (lambda b=block.eval(): b(x)) for name, block in blocks.items()}
+            medians = interleaved(functions, rounds)
+        clone = medians.pop("clone")
+        print(f"| {list(shape)} | {clone * 1e3:.1f} | " + " | ".join(f"{medians[n] / clone:.2f}×" for n in columns) + " |")
+
+
 def network_level(rounds: int, compile_models: bool) -> None:
     print("\n## Network level: ResNet-50 family at 224×224, median ms (ratio to plain resnet50 in the same mode)\n")
     names = ["resnet50", "se_resnet50", "cbam_resnet50"]
@@ -193,11 +222,14 @@ def main() -> None:
     parser.add_argument("--skip-modules", action="store_true")
     parser.add_argument("--skip-compile", action="store_true")
     parser.add_argument("--skip-import", action="store_true")
+    parser.add_argument("--skip-family", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds of 5 calls (training: 1)")
     if not args.skip_modules:
         module_level(args.rounds, not args.skip_compile)
+    if not args.skip_family:
+        family_level(args.rounds)
     if not args.skip_import:
         import_time(args.rounds)
     if not args.skip_network:

@@ -146,3 +146,26 @@ def test_viz_cli_on_a_trained_checkpoint(image_folder, tmp_path):
         assert _png(tmp_path / "viz" / name)[2] > 0
     bad = CliRunner().invoke(app, ["viz", str(tmp_path / "none" / "last.safetensors"), "--out", str(tmp_path / "v2")])
     assert bad.exit_code == 2 and "no attention blocks" in bad.output
+
+
+@pytest.mark.parametrize(("name", "kinds"), [
+    ("eca", {"channel"}), ("gc", {"spatial"}), ("scse", {"channel", "spatial"}), ("simam", {"element"}),
+    ("coord", {"element"}), ("triplet", {"spatial", "element"}), ("bam", {"element"}),
+])
+def test_capture_records_each_family_blocks_gates_by_kind(name, kinds):
+    torch.manual_seed(0)
+    model = create_model("resnet20", attention=name, num_classes=10).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with capture(model) as seen:
+        model(x)
+    assert len(seen.names) == {"gc": 6, "bam": 2}.get(name, 9)  # GC: stages 2–3; BAM: between the stages
+    record = seen[seen.names[0]]
+    found = {kind for kind in ("channel", "spatial", "element") if getattr(record, kind)}
+    assert found == kinds
+    if "channel" in kinds:
+        assert seen.channel_weights(seen.names[0]).shape == (3, 16)
+    if name == "gc":  # GC's attention pooling: a softmax over the positions of each sample
+        mask = seen.spatial_map(seen.names[0])
+        torch.testing.assert_close(mask.flatten(1).sum(1), torch.ones(3))
+    if name == "triplet":  # the H–W branch is a spatial map of x; the rotated branches are recorded apart
+        assert seen.spatial_map(seen.names[0]).shape == (3, 1, 32, 32) and len(record.element) == 2

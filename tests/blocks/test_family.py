@@ -31,10 +31,6 @@ def _random(module: nn.Module, seed: int = 0) -> nn.Module:
     return ref.randomise(module, torch.Generator().manual_seed(seed)).eval()
 
 
-def _state(module: nn.Module) -> dict:
-    return {k: v for k, v in module.state_dict().items()}
-
-
 def _close(actual: torch.Tensor, expected: torch.Tensor, tolerance: float = 1e-6) -> None:
     """Equal within ``tolerance`` at the output's own scale (its largest magnitude, at least 1)."""
     scale = max(1.0, expected.abs().max().item())
@@ -77,7 +73,7 @@ def test_simam_on_one_position_is_finite_where_the_official_code_is_not():
 def test_global_context_matches_its_formula(pooling, fusion, shape):
     block = _random(GlobalContext(shape[1], 1 / 8, pooling=pooling, fusion=fusion, dims=len(shape) - 2))
     x = torch.randn(shape)
-    _close(block(x), ref.naive_global_context(x, _state(block), pooling, fusion))
+    _close(block(x), ref.naive_global_context(x, block.state_dict(), pooling, fusion))
 
 
 def test_global_context_starts_as_the_identity_with_addition():
@@ -91,14 +87,14 @@ def test_global_context_starts_as_the_identity_with_addition():
 def test_scse_matches_its_formula(combine, shape):
     block = _random(SCSE(shape[1], combine=combine, dims=len(shape) - 2))
     x = torch.randn(shape)
-    _close(block(x), ref.naive_scse(x, _state(block), combine))
+    _close(block(x), ref.naive_scse(x, block.state_dict(), combine))
 
 
 @pytest.mark.parametrize("shape", [(2, 64, 6, 5), (1, 16, 7, 7), (2, 300, 3, 8)])
 def test_coordinate_attention_matches_its_formula(shape):
     block = _random(CoordinateAttention(shape[1]))
     x = torch.randn(shape)
-    _close(block(x), ref.naive_coordinate(x, _state(block)))
+    _close(block(x), ref.naive_coordinate(x, block.state_dict()))
     assert block.hidden == max(8, shape[1] // 32)
 
 
@@ -107,7 +103,7 @@ def test_coordinate_attention_in_3d_gates_each_axis():
     x = torch.randn(2, 16, 3, 4, 5)
     weights = block.axis_weights(x)
     assert [tuple(w.shape) for w in weights] == [(2, 16, 3, 1, 1), (2, 16, 1, 4, 1), (2, 16, 1, 1, 5)]
-    _close(block(x), ref.naive_coordinate(x, _state(block), ("conv_d", "conv_h", "conv_w")))
+    _close(block(x), ref.naive_coordinate(x, block.state_dict(), ("conv_d", "conv_h", "conv_w")))
 
 
 @pytest.mark.parametrize("spatial", [True, False])
@@ -115,7 +111,7 @@ def test_coordinate_attention_in_3d_gates_each_axis():
 def test_triplet_attention_matches_its_formula(spatial, shape):
     block = _random(TripletAttention(shape[1], spatial=spatial))
     x = torch.randn(shape)
-    _close(block(x), ref.naive_triplet(x, _state(block), spatial))
+    _close(block(x), ref.naive_triplet(x, block.state_dict(), spatial))
 
 
 @pytest.mark.parametrize("combine", ["sum", "product"])
@@ -123,7 +119,7 @@ def test_triplet_attention_matches_its_formula(spatial, shape):
 def test_bam_matches_its_formula(combine, shape):
     block = _random(BAM(shape[1], combine=combine))
     x = torch.randn(shape)
-    _close(block(x), ref.naive_bam(x, _state(block), combine))
+    _close(block(x), ref.naive_bam(x, block.state_dict(), combine))
 
 
 # ---------------------------------------------------------------- the official code's structure, mapped weights

@@ -1,12 +1,18 @@
-"""Checks shared by the attention blocks: bad arguments and bad inputs fail loudly, naming what was
-expected and what came, instead of producing a silently wrong shape."""
+"""Checks shared by the attention blocks — bad arguments and bad inputs fail loudly, naming what was
+expected and what came, instead of producing a silently wrong shape — and the small helpers they share
+(layers by number of spatial dimensions, broadcasting, factory arguments)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+"""The convolution for 1-D, 2-D and 3-D maps."""
+BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+"""The BatchNorm for 1-D, 2-D and 3-D maps."""
 
 
 def require_positive_int(name: str, value: object) -> int:

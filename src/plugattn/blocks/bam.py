@@ -19,14 +19,13 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from plugattn.blocks._checks import check_feature_map, factory_kwargs, hidden_width, require_choice, require_dims, \
-    require_positive_int
+from plugattn.blocks._checks import BATCH_NORM, CONV, broadcast_channels, check_feature_map, factory_kwargs, \
+    hidden_width, require_choice, require_dims, require_positive_int
 from plugattn.blocks.gate import GateActivation
+from plugattn.blocks.pooling import global_pool
 
 COMBINES = ("sum", "product")
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-_BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
 class BAMChannel(nn.Module):
@@ -42,7 +41,7 @@ class BAMChannel(nn.Module):
         ]))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.gate_c(x.mean(list(range(2, x.dim()))))
+        return self.gate_c(global_pool(x, "avg"))
 
 
 class BAMSpatial(nn.Module):
@@ -50,7 +49,7 @@ class BAMSpatial(nn.Module):
 
     def __init__(self, channels: int, hidden: int, dims: int, convs: int, dilation: int, factory: dict) -> None:
         super().__init__()
-        conv, batch_norm = _CONV[dims], _BATCH_NORM[dims]
+        conv, batch_norm = CONV[dims], BATCH_NORM[dims]
         layers: list[tuple[str, nn.Module]] = [
             ("gate_s_conv_reduce0", conv(channels, hidden, 1, **factory)),
             ("gate_s_bn_reduce0", batch_norm(hidden, **factory)),
@@ -93,9 +92,7 @@ class BAM(nn.Module):
             raise ValueError("BAM: a training batch of 1 sample cannot be normalised by the channel branch's "
                              "BatchNorm1d (it needs more than one value per channel); use a batch of at least 2, "
                              "or eval()")
-        channel = self.channel_att(x)
-        for _ in range(x.dim() - 2):
-            channel = channel.unsqueeze(-1)
+        channel = broadcast_channels(self.channel_att(x), x)
         spatial = self.spatial_att(x)
         logits = channel + spatial if self.combine == "sum" else channel * spatial
         return self.gate(logits)

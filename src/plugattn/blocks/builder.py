@@ -19,7 +19,8 @@ def attention_builder(
     attention: str, reduction: int | None, block_options: Mapping[str, object], init: str = "paper"
 ) -> Callable[..., nn.Module]:
     """A function ``(channels, dims=None) -> block`` for the registry name ``attention``, with the papers'
-    defaults applied and ``reduction`` where the block takes one (None: the block's own default); ``dims`` reaches blocks that take it unless the caller fixed it in ``block_options``.
+    defaults applied and ``reduction`` where the block takes one (None: the block's own default); ``dims``
+    reaches blocks that take it unless the caller fixed it in ``block_options``.
     ``init="identity"`` wraps every block in :class:`~plugattn.blocks.IdentityStart`."""
     require_choice("init", init, INITS)
     options = {**PAPER_BLOCK_DEFAULTS.get(attention, {}), **block_options}

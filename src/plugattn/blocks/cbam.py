@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from plugattn.blocks._checks import (
+    BATCH_NORM,
+    CONV,
     broadcast_channels,
     check_feature_map,
     factory_kwargs,
@@ -34,9 +36,6 @@ from plugattn.blocks.gate import GateActivation
 from plugattn.blocks.pooling import POOL_TYPES, global_pools
 
 ORDERS = ("channel-spatial", "spatial-channel", "parallel")
-
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-_BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
 class ChannelGate(nn.Module):
@@ -114,10 +113,10 @@ class ConvBN(nn.Module):
     ) -> None:
         super().__init__()
         factory = factory_kwargs(device, dtype)
-        self.conv = _CONV[dims](
+        self.conv = CONV[dims](
             in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2, bias=False, **factory
         )
-        self.bn = _BATCH_NORM[dims](out_channels, eps=1e-5, momentum=0.01, **factory)
+        self.bn = BATCH_NORM[dims](out_channels, eps=1e-5, momentum=0.01, **factory)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.bn(self.conv(x))

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from plugattn.blocks._checks import broadcast_channels, check_feature_map, factory_kwargs, require_kernel_size, \
     require_positive_int
 from plugattn.blocks.gate import GateActivation
+from plugattn.blocks.pooling import global_pool
 
 
 def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
@@ -51,8 +52,7 @@ class ECA(nn.Module):
 
     def channel_weights(self, x: Tensor) -> Tensor:
         """The gate (N, C) for input ``x``."""
-        pooled = x.mean(list(range(2, x.dim())))
-        return self.gate(self.conv(pooled.unsqueeze(1)).squeeze(1))
+        return self.gate(self.conv(global_pool(x, "avg").unsqueeze(1)).squeeze(1))
 
     def forward(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
         check_feature_map(x, "ECA", self.channels, 0)

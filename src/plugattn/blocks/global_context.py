@@ -12,21 +12,22 @@ official ones (``conv_mask``, ``channel_add_conv.0/1/3``, ``channel_mul_conv.0/1
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
-from plugattn.blocks._checks import broadcast_channels, check_feature_map, factory_kwargs, require_choice, \
+from plugattn.blocks._checks import CONV, broadcast_channels, check_feature_map, factory_kwargs, require_choice, \
     require_choices, require_dims, require_positive_int
 from plugattn.blocks.gate import GateActivation
+from plugattn.blocks.pooling import global_pool
 
 POOLINGS = ("att", "avg")
 FUSIONS = ("add", "mul")
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
 def _transform(channels: int, hidden: int, dims: int, factory: dict) -> nn.Sequential:
-    conv = _CONV[dims]
+    conv = CONV[dims]
     layers = nn.Sequential(conv(channels, hidden, 1, **factory), nn.LayerNorm([hidden] + [1] * dims, **factory),
                            nn.ReLU(inplace=True), conv(hidden, channels, 1, **factory))
     nn.init.zeros_(layers[3].weight)
@@ -58,7 +59,7 @@ class GlobalContext(nn.Module):
         self.dims = require_dims(dims)
         factory = factory_kwargs(device, dtype)
         if pooling == "att":
-            self.conv_mask = _CONV[dims](channels, 1, 1, **factory)
+            self.conv_mask = CONV[dims](channels, 1, 1, **factory)
             nn.init.kaiming_normal_(self.conv_mask.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(self.conv_mask.bias)
             self.mask = GateActivation("spatial", "softmax")
@@ -72,12 +73,9 @@ class GlobalContext(nn.Module):
     def context(self, x: Tensor) -> Tensor:
         """The context vector (N, C, 1, …, 1)."""
         if self.conv_mask is None or self.mask is None:
-            return x.mean(list(range(2, x.dim())), keepdim=True)
+            return broadcast_channels(global_pool(x, "avg"), x)
         weights = self.mask(self.conv_mask(x))  # (N, 1, *spatial), summing to 1 over the positions
-        context = torch.bmm(x.flatten(2), weights.flatten(2).transpose(1, 2))  # (N, C, 1)
-        for _ in range(x.dim() - 3):
-            context = context.unsqueeze(-1)
-        return context
+        return broadcast_channels(torch.bmm(x.flatten(2), weights.flatten(2).transpose(1, 2)).squeeze(2), x)
 
     def forward(self, x: Tensor) -> Tensor:
         check_feature_map(x, "GlobalContext", self.channels, self.dims)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from plugattn.blocks._checks import broadcast_channels, check_feature_map, factory_kwargs, hidden_width, \
+from plugattn.blocks._checks import CONV, broadcast_channels, check_feature_map, factory_kwargs, hidden_width, \
     require_choice, require_dims, require_positive_int
 from plugattn.blocks.gate import GateActivation
+from plugattn.blocks.pooling import global_pool
 
 COMBINES = ("max", "add")
-
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
 class ChannelSE(nn.Module):
@@ -33,7 +32,7 @@ class ChannelSE(nn.Module):
         self.gate = GateActivation("channel")
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.gate(self.fc2(torch.relu(self.fc1(x.mean(list(range(2, x.dim())))))))
+        return self.gate(self.fc2(torch.relu(self.fc1(global_pool(x, "avg")))))
 
 
 class SpatialSE(nn.Module):
@@ -41,7 +40,7 @@ class SpatialSE(nn.Module):
 
     def __init__(self, channels: int, dims: int, factory: dict) -> None:
         super().__init__()
-        self.conv = _CONV[dims](channels, 1, 1, **factory)
+        self.conv = CONV[dims](channels, 1, 1, **factory)
         self.gate = GateActivation("spatial")
 
     def forward(self, x: Tensor) -> Tensor:

@@ -148,8 +148,8 @@ def create_model(
 ) -> nn.Module:
     """Build a zoo network, optionally with an attention block in every residual unit of ``stages``.
 
-    ``name`` is a base name from :func:`list_models` or its prefixed form (``se_``, ``cbam_``, ``eca_``, …). ``attention`` is any
-    registry name (``"se"``, ``"cbam"``, ``"cbam-channel"``, …); ``position`` is ``standard`` (end of the
+    ``name`` is a base name from :func:`list_models` or its prefixed form (``se_``, ``cbam_``, ``eca_``, …).
+    ``attention`` is any registry name (``"se"``, ``"cbam"``, ``"cbam-channel"``, …); ``position`` is ``standard`` (end of the
     residual branch), ``pre``, ``post`` or ``identity``; ``stages`` are 1-based. ``placement="unit"`` puts a block
     in every unit of ``stages``; ``"stage"`` one block at the output of each of ``stages`` (default: all but the
     last), between stages, as BAM sits (the default for ``bam``; ``"unit"`` for the others). ``num_classes`` defaults
@@ -207,11 +207,13 @@ def _eca_per_stage(entry: ModelEntry, reduction: int | None, block_options: Mapp
     """ECA blocks with ECANet's released kernel size for each stage's width (the paper's rule elsewhere)."""
     unit = entry.build.args[0]
     widths = entry.build.keywords.get("widths", (64, 128, 256, 512))
-    kernels = dict(zip((width * unit.expansion for width in widths), ECA_STAGE_KERNELS[unit.__name__]))
+    by_width = {width * unit.expansion: attention_builder("eca", reduction, {**block_options, "kernel_size": kernel},
+                                                          init)
+                for width, kernel in zip(widths, ECA_STAGE_KERNELS[unit.__name__])}
+    adaptive = attention_builder("eca", reduction, block_options, init)
 
     def build(channels: int, dims: int | None = None) -> nn.Module:
-        options = {**block_options, "kernel_size": kernels.get(channels)}
-        return attention_builder("eca", reduction, options, init)(channels, dims)
+        return by_width.get(channels, adaptive)(channels, dims)
 
     return build
 

@@ -125,7 +125,117 @@ def test_insertion_points_carry_their_channels_into_attach():
 
 
 def test_bad_init_names_the_argument():
-    with pytest.raises(ValueError, match=r"init must be one of 'paper', 'identity'; got 'zero'"):
+    with pytest.raises(ValueError, match=r"init must be one of 'paper', 'identity', 'identity-boost', 'zero-sigmoid', "
+                                         r"'zero-tanh'; got 'zero'"):
         attach(torchvision.models.resnet18(), "se", init="zero")
     with pytest.raises(ValueError, match=r"init must be one of"):
         create_model("se_resnet20", init="zero")
+
+
+FAMILY = ["se", "channel", "spatial", "cbam", "eca", "coord", "triplet", "gc", "scse", "bam", "simam"]
+ZERO_STARTS = {"zero-sigmoid": lambda z: 2 * torch.sigmoid(z), "zero-tanh": lambda z: 1 + torch.tanh(z)}
+ZERO_REFUSED = {"bam", "simam"}
+
+
+def _starts(block):
+    return ["identity", "identity-boost"] + ([] if block in ZERO_REFUSED else list(ZERO_STARTS))
+
+
+@pytest.mark.parametrize("block", FAMILY)
+def test_every_start_of_every_block_is_the_exact_identity_in_a_trained_network(block):
+    model = _trained_like(torchvision.models.resnet18(num_classes=10))
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        before = model(x)
+        for init in _starts(block):
+            inserted = attach(copy.deepcopy(model), block, ["layer1.0", "layer2.1.conv1", "layer3"], init=init).eval()
+            torch.testing.assert_close(inserted(x), before, atol=1e-6, rtol=0, msg=f"{block}, init={init}")
+    feature = torch.randn(2, 32, 7, 5)
+    for init in set(_starts(block)) & set(ZERO_STARTS):
+        alone = plugattn.blocks.with_init(create_attention(block, 32), init).train()
+        assert torch.equal(alone(feature), feature), init  # bit for bit: every gate is exactly 1
+
+
+@pytest.mark.parametrize("init", list(ZERO_STARTS))
+def test_zero_start_gates_are_worth_one_at_zero_and_follow_their_formula(init):
+    torch.manual_seed(0)
+    block = plugattn.blocks.with_init(create_attention("se", 16, reduction=4), init)
+    assert all(p.abs().sum() == 0 for p in block.fc[2].parameters())
+    with torch.no_grad():
+        for parameter in block.fc[2].parameters():
+            parameter.normal_()
+    x = torch.randn(3, 16, 5, 4)
+    logits = block.fc[2](torch.relu(block.fc[0](x.mean((2, 3)))))  # naive SE, written out here
+    torch.testing.assert_close(block(x), x * ZERO_STARTS[init](logits)[:, :, None, None])
+    assert block.fc[3].function == {"zero-sigmoid": "2sigmoid", "zero-tanh": "1+tanh"}[init]
+
+
+@pytest.mark.parametrize("init", list(ZERO_STARTS))
+@pytest.mark.parametrize("block", ["cbam", "coord", "triplet", "eca", "scse", "gc"])
+def test_zero_start_blocks_learn_from_the_first_step_and_pass_gradcheck(block, init):
+    torch.manual_seed(0)
+    options = {"fusion": ("add", "mul"), "ratio": 0.25} if block == "gc" else {}
+    if "reduction" in plugattn.attention_options(block):
+        options["reduction"] = 4  # a hidden layer wide enough that ReLU leaves some unit alive
+    module = plugattn.blocks.with_init(create_attention(block, 16, **options), init).double().train()
+    zeroed = [p for layer in module.gate_logit_layers() for p in layer.parameters()]
+    x = torch.randn(2, 16, 5, 4, dtype=torch.double)
+    (module(x) * torch.randn_like(x)).sum().backward()
+    assert zeroed and all(p.grad is not None and p.grad.abs().sum() > 0 for p in zeroed)
+    with torch.no_grad():
+        for parameter in zeroed:
+            parameter.normal_(0, 0.5)
+    small = torch.randn(1, 16, 4, 3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(module.eval(), (small,))
+    assert torch.autograd.gradgradcheck(module, (small,))
+
+
+def test_identity_boost_moves_alpha_a_hundred_times_further_under_sgd():
+    torch.manual_seed(0)
+    inner = create_attention("se", 16, reduction=4)
+    x = torch.randn(4, 16, 6, 6)
+    target = torch.randn(4, 16, 6, 6)
+    moved = {}
+    for name, gain in (("identity", 1.0), ("boost", 10.0)):
+        block = IdentityStart(copy.deepcopy(inner), gain=gain)
+        optimizer = torch.optim.SGD([block.alpha], lr=0.01)
+        nn.functional.mse_loss(block(x), target).backward()
+        optimizer.step()
+        moved[name] = block.blend().item()
+    assert moved["identity"] != 0
+    assert moved["boost"] == pytest.approx(100 * moved["identity"], rel=1e-5)
+    assert isinstance(plugattn.blocks.with_init(create_attention("se", 16), "identity-boost"), IdentityStart)
+
+
+def test_zero_starts_refuse_blocks_they_cannot_start_and_name_the_way_out():
+    for block in ZERO_REFUSED:
+        with pytest.raises(ValueError, match=r"cannot start from zeroed gate logits.*init='identity'"):
+            create_model("resnet20", attention=block, init="zero-sigmoid")
+    with pytest.raises(ValueError, match=r"cannot start from zeroed gate logits"):
+        attach(torchvision.models.resnet18(), "scse", combine="add", init="zero-tanh")
+    with pytest.raises(ValueError, match=r"replaces sigmoid gates.*\['tanh'\]"):
+        attach(torchvision.models.resnet18(), "se", gate="tanh", init="zero-sigmoid")
+    with pytest.raises(ValueError, match=r"gain must be a number > 0, got 0"):
+        IdentityStart(nn.Identity(), gain=0)
+
+
+@pytest.mark.parametrize("init", ["identity-boost", "zero-sigmoid", "zero-tanh"])
+def test_new_starts_script_trace_export_and_onnx(init, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = trained_like(create_model("cbam_resnet20", init=init)).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if ".attention." in name:
+                parameter.normal_(0, 0.3)  # gates away from their start
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        close = dict(atol=1e-4, rtol=1e-4)  # gates up to 2 in nine units amplify float rounding
+        torch.testing.assert_close(torch.jit.script(model)(x), expected, **close)
+        torch.testing.assert_close(torch.jit.trace(model, x)(x), expected, **close)
+        torch.testing.assert_close(torch.export.export(model, (x,)).module()(x), expected, **close)
+    path = tmp_path / "model.onnx"
+    plugattn.export.export_onnx(model, path, (3, 32, 32))
+    session = onnxruntime.InferenceSession(str(path))
+    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(out), expected, atol=1e-4, rtol=1e-4)

@@ -21,13 +21,14 @@ def attention_builder(
     """A function ``(channels, dims=None) -> block`` for the registry name ``attention``, with the papers'
     defaults applied and ``reduction`` where the block takes one (None: the block's own default); ``dims``
     reaches blocks that take it unless the caller fixed it in ``block_options``.
-    ``init="identity"`` wraps every block in :class:`~plugattn.blocks.IdentityStart`."""
+    ``init`` says how each block starts (:data:`~plugattn.blocks.INITS`; ``"identity"`` wraps it in
+    :class:`~plugattn.blocks.IdentityStart`)."""
     require_choice("init", init, INITS)
     options = {**PAPER_BLOCK_DEFAULTS.get(attention, {}), **block_options}
     accepted = attention_options(attention)
     if reduction is not None and (accepted is None or "reduction" in accepted):
         options["reduction"] = reduction
-    create_attention(attention, 64, **options)  # fail on bad options now, not deep inside the network
+    with_init(create_attention(attention, 64, **options), init)  # fail on bad options now, not deep in the network
     takes_dims = (accepted is None or "dims" in accepted) and "dims" not in options
 
     def build(channels: int, dims: int | None = None) -> nn.Module:

@@ -94,6 +94,10 @@ class ChannelGate(nn.Module):
         check_feature_map(x, "ChannelGate", self.channels, 0)
         return x * broadcast_channels(self.channel_weights(x), x)
 
+    def gate_logit_layers(self) -> list[nn.Module]:
+        """The layers whose outputs are this block's gate logits (zeroed by :func:`~plugattn.blocks.zero_start`)."""
+        return [self.mlp[3]]
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, reduction={self.reduction}, pool_types={self.pool_types}"
 
@@ -155,6 +159,10 @@ class SpatialGate(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_feature_map(x, "SpatialGate", -1, self.dims)
         return x * self.spatial_map(x)
+
+    def gate_logit_layers(self) -> list[nn.Module]:
+        """The layers whose outputs are this block's gate logits (zeroed by :func:`~plugattn.blocks.zero_start`)."""
+        return [self.spatial.bn]
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, dims={self.dims}"
@@ -248,6 +256,11 @@ class CBAM(nn.Module):
         on the fast path (both gates' pools find maxima again in the rebuilt input) of channel→spatial CBAM or
         of the channel gate alone."""
         return self.fast and self.channel_gate.fast and (self.spatial_gate is None or self._fuses())
+
+    def gate_logit_layers(self) -> list[nn.Module]:
+        """The layers whose outputs are this block's gate logits (zeroed by :func:`~plugattn.blocks.zero_start`)."""
+        layers = self.channel_gate.gate_logit_layers()
+        return layers if self.spatial_gate is None else layers + self.spatial_gate.gate_logit_layers()
 
     def extra_repr(self) -> str:
         fast = ", fast=True" if self.fast else ""

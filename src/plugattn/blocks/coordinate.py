@@ -74,5 +74,9 @@ class CoordinateAttention(nn.Module):
             out = out * weights
         return out
 
+    def gate_logit_layers(self) -> list[nn.Module]:
+        """The layers whose outputs are this block's gate logits (zeroed by :func:`~plugattn.blocks.zero_start`)."""
+        return [conv for conv in (self.conv_d, self.conv_h, self.conv_w) if conv is not None]
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, hidden={self.hidden}, dims={self.dims}"

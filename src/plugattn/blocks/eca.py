@@ -59,5 +59,9 @@ class ECA(nn.Module):
         weights = broadcast_channels(self.channel_weights(x), x)
         return x * weights if identity is None else torch.addcmul(identity, x, weights)
 
+    def gate_logit_layers(self) -> list[nn.Module]:
+        """The layers whose outputs are this block's gate logits (zeroed by :func:`~plugattn.blocks.zero_start`)."""
+        return [self.conv]
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}"

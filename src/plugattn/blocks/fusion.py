@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from plugattn.blocks._checks import factory_kwargs, require_choice, require_positive_int
-from plugattn.blocks.identity import INITS, with_init
+from plugattn.blocks.identity import BLEND_INITS, with_init
 from plugattn.blocks.registry import create_attention
 from plugattn.blocks.squeeze_excite import SqueezeExcite
 
@@ -93,7 +93,7 @@ class MMTM(nn.Module):
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0:
             raise ValueError(f"ratio must be a number > 0, got {ratio!r}")
         self.gate = require_choice("gate", gate, MMTM_GATES)
-        self.init = require_choice("init", init, INITS)
+        self.init = require_choice("init", init, BLEND_INITS)
         total = sum(self.channels)
         self.hidden = max(1, int(2 * total / ratio))  # the official width; never 0
         factory = factory_kwargs(device, dtype)
@@ -139,7 +139,7 @@ class _MainStreamStart(nn.Module):
     plugattn_block = True
 
     def _start(self, init: str, factory: dict) -> None:
-        self.init = require_choice("init", init, INITS)
+        self.init = require_choice("init", init, BLEND_INITS)
         self.alpha = nn.Parameter(torch.zeros((), **factory)) if init == "identity" else None
 
     def _blend(self, main: Tensor, fused: Tensor) -> Tensor:
@@ -230,7 +230,7 @@ class ConcatFusion(nn.Module):
                  **options: Any) -> None:
         super().__init__()
         self.channels = _channel_list(channels)
-        self.init = require_choice("init", init, INITS)
+        self.init = require_choice("init", init, BLEND_INITS)
         self.block = nn.Identity() if attention is None else \
             with_init(create_attention(attention, sum(self.channels), **options), init)
 

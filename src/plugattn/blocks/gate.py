@@ -10,8 +10,10 @@ from plugattn.blocks._checks import require_choice
 
 GATE_FUNCTIONS = ("sigmoid", "tanh", "relu")
 """The gates a block's user may choose (SE's ``gate=``)."""
-ACTIVATIONS = (*GATE_FUNCTIONS, "softmax")
-"""Every gate activation; ``softmax`` normalises a spatial map over its positions (GCNet's attention pooling)."""
+ACTIVATIONS = (*GATE_FUNCTIONS, "softmax", "2sigmoid", "1+tanh")
+"""Every gate activation; ``softmax`` normalises a spatial map over its positions (GCNet's attention pooling);
+``2sigmoid`` (``2·σ``) and ``1+tanh`` are worth exactly 1 at 0, the gates of the zero starts
+(:func:`plugattn.blocks.zero_start`)."""
 GATE_KINDS = ("channel", "spatial", "element")
 """What a gate's output is: channel weights (N, C), a spatial map (N, 1, *spatial), or anything else (a weight per
 element, as SimAM's, or a map over rotated axes, as Triplet attention's C–W and H–C branches)."""
@@ -33,6 +35,10 @@ class GateActivation(nn.Module):
             return torch.tanh(logits)
         if self.function == "softmax":
             return torch.softmax(logits.flatten(2), -1).view_as(logits)
+        if self.function == "2sigmoid":
+            return 2 * torch.sigmoid(logits)
+        if self.function == "1+tanh":
+            return 1 + torch.tanh(logits)
         return torch.relu(logits)
 
     def extra_repr(self) -> str:

@@ -87,6 +87,10 @@ class GlobalContext(nn.Module):
             out = out + self.channel_add_conv(context)
         return out
 
+    def gate_logit_layers(self) -> list[nn.Module]:
+        """The layers whose outputs are this block's gate logits (zeroed by :func:`~plugattn.blocks.zero_start`)."""
+        return [] if self.channel_mul_conv is None else [self.channel_mul_conv[3]]  # the additive one starts at 0
+
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, hidden={self.hidden}, pooling={self.pooling!r}, "
                 f"fusion={list(self.fusion)}, dims={self.dims}")

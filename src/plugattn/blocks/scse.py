@@ -68,5 +68,10 @@ class SCSE(nn.Module):
         spatial = x * self.sSE(x)
         return torch.maximum(channel, spatial) if self.combine == "max" else channel + spatial
 
+    def gate_logit_layers(self) -> list[nn.Module] | None:
+        """The layers whose outputs are this block's gate logits (zeroed by :func:`~plugattn.blocks.zero_start`);
+        None with ``combine="add"``, whose two gates worth 1 would double ``x``."""
+        return [self.cSE.fc2, self.sSE.conv] if self.combine == "max" else None
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, combine={self.combine!r}, dims={self.dims}"

@@ -94,6 +94,10 @@ class SqueezeExcite(nn.Module):
             return x * weights
         return torch.addcmul(identity, x, weights)
 
+    def gate_logit_layers(self) -> list[nn.Module]:
+        """The layers whose outputs are this block's gate logits (zeroed by :func:`~plugattn.blocks.zero_start`)."""
+        return [self.fc[2]]
+
     def extra_repr(self) -> str:
         fast = ", fast=True" if self.fast else ""
         return (f"channels={self.channels}, reduction={self.reduction}, squeeze={self.squeeze!r}, "

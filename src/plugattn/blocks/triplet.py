@@ -40,14 +40,18 @@ class TripletAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_feature_map(x, "TripletAttention", self.channels, 2)
-        rotated_h = x.transpose(1, 2)  # (N, H, C, W)
-        cw = (rotated_h * self.cw.spatial_map(rotated_h)).transpose(1, 2)
-        rotated_w = x.transpose(1, 3)  # (N, W, H, C)
-        hc = (rotated_w * self.hc.spatial_map(rotated_w)).transpose(1, 3)
+        rotated_h = x.transpose(1, 2)  # (N, H, C, W): the C–W gate comes back as (N, C, 1, W)
+        cw = self.cw.spatial_map(rotated_h).transpose(1, 2)
+        rotated_w = x.transpose(1, 3)  # (N, W, H, C): the H–C gate comes back as (N, C, H, 1)
+        hc = self.hc.spatial_map(rotated_w).transpose(1, 3)
         hw = self.hw
-        if hw is None:
-            return (cw + hc) / 2
-        return (cw + hc + x * hw.spatial_map(x)) / 3
+        if hw is None:  # the mean of the gated maps is x times the mean of the gates: one pass over x
+            return x * ((cw + hc) / 2)
+        return x * ((cw + hc + hw.spatial_map(x)) / 3)
+
+    def gate_logit_layers(self) -> list[nn.Module]:
+        """The layers whose outputs are this block's gate logits (zeroed by :func:`~plugattn.blocks.zero_start`)."""
+        return [gate.spatial.bn for gate in (self.cw, self.hc, self.hw) if gate is not None]
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}, spatial={self.hw is not None}"

@@ -51,8 +51,10 @@ WHERE_OPTION = typer.Option("residual", help="Where attention goes: residual, a 
                             "or comma-separated names (see plugattn.insertion_points).")
 SPEC_OPTION = typer.Option(None, "--model", help="Instead of a checkpoint: a zoo name, torchvision:NAME, timm:NAME or "
                            "package.module:factory, with --weights.")
-INIT_OPTION = typer.Option(None, help="identity (blocks start as the exact identity) or paper; default: identity "
-                           "when --weights are loaded and attention is inserted, else paper.")
+INIT_OPTION = typer.Option(None, help="How inserted blocks start: identity (x + a*(block(x) - x), a from 0), "
+                           "identity-boost (the same, a learning 10x faster), zero-sigmoid / zero-tanh (gate logits "
+                           "from zero, gates 2*sigmoid / 1+tanh: exactly 1), or paper; default: identity when "
+                           "--weights are loaded and attention is inserted, else paper.")
 NORMALIZE_OPTION = typer.Option(None, help="weights (the statistics, and for image folders the eval resize/crop and "
                                 "interpolation, the weights were trained with), dataset (the data set's own) or "
                                 "MEAN,STD numbers (2, or C means then C stds); default: weights when --weights are "

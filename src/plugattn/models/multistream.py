@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from plugattn.blocks._checks import require_choice, require_positive_int
 from plugattn.blocks.fusion import create_fusion
-from plugattn.blocks.identity import INITS
+from plugattn.blocks.identity import BLEND_INITS
 from plugattn.blocks.registry import create_attention
 from plugattn.models.head import classifier_of
 
@@ -236,7 +236,7 @@ class MultiStreamNet(nn.Module):
         super().__init__()
         self.modalities = check_modalities(list(streams))
         self.late = require_choice("late", late, LATE_FUSIONS)
-        require_choice("init", init, INITS)
+        require_choice("init", init, BLEND_INITS)
         missing = [name for name in self.modalities if name not in example_inputs]
         if missing:
             raise ValueError(f"example_inputs needs a tensor for every modality; missing {missing}")

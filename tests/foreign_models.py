@@ -314,3 +314,65 @@ def _se_bottleneck_forward(self, x):
     out = self.relu(self.bn2(self.conv2(out)))
     out = self.se(self.bn3(self.conv3(out)))
     return self.relu(out + residual)
+
+
+# ---------------------------------------------------------------- houqb/CoordAttention mbv2_ca.py, rewritten from its structure
+
+
+class OfficialCoordAtt(nn.Module):
+    """Coordinate attention as mbv2_ca.py builds it: conv1/bn1 shared, conv2 (H) and conv3 (W), h-swish."""
+
+    def __init__(self, channels, groups=32):
+        super().__init__()
+        hidden = max(8, channels // groups)
+        self.conv1 = nn.Conv2d(channels, hidden, 1)
+        self.bn1 = nn.BatchNorm2d(hidden)
+        self.conv2 = nn.Conv2d(hidden, channels, 1)
+        self.conv3 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        pooled = torch.cat([x.mean(3, keepdim=True), x.mean(2, keepdim=True).transpose(2, 3)], 2)
+        y = self.bn1(self.conv1(pooled))
+        y = y * torch.clamp(y + 3, 0, 6) / 6
+        along_h, along_w = y[:, :, :h], y[:, :, h:].transpose(2, 3)
+        return x * torch.sigmoid(self.conv3(along_w)) * torch.sigmoid(self.conv2(along_h))
+
+
+class OfficialInvertedResidual(nn.Module):
+    def __init__(self, inp, oup, stride, expansion):
+        super().__init__()
+        hidden = round(inp * expansion)
+        self.residual = stride == 1 and inp == oup
+        depthwise = [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
+                     nn.ReLU6()]
+        linear = [nn.Conv2d(hidden, oup, 1, bias=False), nn.BatchNorm2d(oup)]
+        if expansion == 1:
+            self.conv = nn.Sequential(*depthwise, *linear)
+        else:
+            expand = [nn.Conv2d(inp, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()]
+            self.conv = nn.Sequential(*expand, *depthwise, OfficialCoordAtt(hidden), *linear)
+
+    def forward(self, x):
+        return x + self.conv(x) if self.residual else self.conv(x)
+
+
+class OfficialMobileNetV2CA(nn.Module):
+    """MBV2_CA of mbv2_ca.py (width 1.0): features (stem + 17 inverted residuals), conv (1×1 to 1280), classifier."""
+
+    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        layers = [nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6())]
+        channels = 32
+        for expansion, width, repeats, stride in self.SETTINGS:
+            for index in range(repeats):
+                layers.append(OfficialInvertedResidual(channels, width, stride if index == 0 else 1, expansion))
+                channels = width
+        self.features = nn.Sequential(*layers)
+        self.conv = nn.Sequential(nn.Conv2d(channels, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6())
+        self.classifier = nn.Sequential(nn.Dropout(0.1), nn.Linear(1280, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.conv(self.features(x)).mean((2, 3)))

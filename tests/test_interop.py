@@ -11,6 +11,7 @@ import torch
 import torchvision
 from typer.testing import CliRunner
 
+from plugattn import attach
 from plugattn.checkpoint import CheckpointError
 from plugattn.cli import app
 from plugattn.interop import load_pretrained, read_state_dict
@@ -33,6 +34,13 @@ def _agree(foreign, ours, shape):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
 
 
+def ca_mobilenet_v2():
+    """torchvision's MobileNetV2 with coordinate attention after the depthwise stage of every block with expansion 6."""
+    model = torchvision.models.mobilenet_v2()
+    return attach(model, "coord", [f"features.{i}.conv.1" for i in range(2, 18)],
+                  example_input=torch.randn(1, 3, 224, 224))
+
+
 def _save(state, path):
     torch.save(state, path)
     return path
@@ -52,6 +60,8 @@ FOREIGN = {
                             lambda: create_model("se_resnet20", shortcut="B", bias=False), (2, 3, 32, 32), False),
     "senet.pytorch/se_resnet50": (foreign_models.senet_imagenet_se_resnet50,
                                   lambda: create_model("se_resnet50", bias=False), (1, 3, 224, 224), False),
+    "coord-official/mbv2_ca": (lambda: foreign_models.OfficialMobileNetV2CA(), lambda: ca_mobilenet_v2(),
+                               (1, 3, 224, 224), True),
     "timm/seresnet18": (lambda: timm.create_model("seresnet18"), lambda: create_model("se_resnet18", divisor=8),
                         (1, 3, 224, 224), False),
     "timm/seresnet34": (lambda: timm.create_model("seresnet34"), lambda: create_model("se_resnet34", divisor=8),

@@ -26,6 +26,11 @@ describes, which the model must have:
 - ``triplet-official``: landskape-ai/triplet-attention (``MODELS/resnet.py``): ``layer1.0.triplet_attention.``
   ``ChannelGateH``/``ChannelGateW``/``SpatialGate.spatial.conv.weight`` (or the current file's ``cw``/``hc``/``hw``
   with ``conv.conv``); ResNet v1.5.
+- ``coord-official``: houqb/CoordAttention (``mbv2_ca.py``): CA-MobileNetV2, ``features.2.conv.6.conv1.weight``…,
+  the two output convolutions named ``conv2``/``conv3`` (``coordatt.py``'s ``conv_h``/``conv_w``, plugattn's names:
+  a bare block's weights load as they are). Load into torchvision's ``mobilenet_v2`` with ``coord`` attached after
+  each depthwise stage of the blocks with expansion 6: ``attach(model, "coord", [f"features.{i}.conv.1" for i in
+  range(2, 18)])``.
 - ``cadene``: Cadene/pretrained-models.pytorch (``pretrainedmodels/models/senet.py``): ``layer0.conv1``,
   ``layer1.0.se_module.fc1`` (1×1 convolutions with bias), ``last_linear``. Its stem pool is
   ``MaxPool2d(3, 2, padding=0, ceil_mode=True)`` (``stem_pool="ceil"``); its ``se_resnet*`` put the stride
@@ -45,6 +50,7 @@ import pathlib
 import pickle
 import re
 from collections.abc import Callable, Mapping
+from typing import Any
 from dataclasses import dataclass, field
 
 import torch
@@ -85,8 +91,9 @@ def _cadene_architecture(state: Mapping[str, Tensor]) -> Architecture:
 class Layout:
     """One published key layout: rules mapping its keys to ours, and the architecture its files describe."""
 
-    rules: tuple[tuple[str, str], ...] | Callable[[Mapping[str, Tensor]], tuple[tuple[str, str], ...]]
-    """(pattern, replacement) pairs, or a function of the state dict giving them (when they depend on depth)."""
+    rules: tuple[tuple[str, Any], ...] | Callable[[Mapping[str, Tensor]], tuple[tuple[str, Any], ...]]
+    """(pattern, replacement) pairs for ``re.sub`` (a replacement may be a function of the match), or a function
+    of the state dict giving them (when they depend on depth)."""
     architecture: Callable[[Mapping[str, Tensor]], Architecture]
 
 
@@ -98,6 +105,19 @@ def _bam_rules(state: Mapping[str, Tensor]) -> tuple[tuple[str, str], ...]:
         if match:
             last[match[1]] = max(last.get(match[1], 0), int(match[2]))
     return tuple((rf"^bam{stage}\.", f"layer{stage}.{unit}.attention.") for stage, unit in last.items())
+
+
+_MBV2_LAYERS = {True: {0: "conv.0.0", 1: "conv.0.1", 3: "conv.1", 4: "conv.2"},  # expansion 1: dw, pw-linear
+                False: {0: "conv.0.0", 1: "conv.0.1", 3: "conv.1.0", 4: "conv.1.1", 6: "attention_conv_1",
+                        7: "conv.2", 8: "conv.3"}}
+"""houqb/CoordAttention ``mbv2_ca.py`` keeps each inverted residual's layers flat in ``conv`` (with the
+coordinate attention at index 6); torchvision's ``mobilenet_v2`` groups conv+BN+ReLU6, and ``attach`` after
+``features.N.conv.1`` puts the block at ``features.N.attention_conv_1``."""
+
+
+def _mbv2_ca_layer(match: re.Match) -> str:
+    block, layer = int(match[1]), int(match[2])
+    return f"features.{block}.{_MBV2_LAYERS[block == 1].get(layer, f'conv.{layer}')}."
 
 
 def _bam_architecture(state: Mapping[str, Tensor]) -> Architecture:
@@ -117,6 +137,10 @@ _LAYOUTS: dict[str, Layout] = {
                                 (r"\.triplet_attention\.SpatialGate\.", ".attention.hw."),
                                 (r"\.triplet_attention\.(cw|hc|hw)\.conv\.", r".attention.\1.spatial.")),
                                lambda state: dict(V15_TORCHVISION_STEM)),
+    "coord-official": Layout(((r"^features\.(\d+)\.conv\.(\d+)\.", _mbv2_ca_layer),
+                              (r"\.attention_conv_1\.conv2\.", ".attention_conv_1.conv_h."),
+                              (r"\.attention_conv_1\.conv3\.", ".attention_conv_1.conv_w."),
+                              (r"^conv\.([01])\.", r"features.18.\1.")), lambda state: {}),
     "senet.pytorch": Layout(((r"\.se\.fc\.([02])\.", r".attention.fc.\1."),), _senet_pytorch_architecture),
     "timm": Layout(((r"\.se\.fc1\.", ".attention.fc.0."), (r"\.se\.fc2\.", ".attention.fc.2.")),
                    lambda state: dict(V15_TORCHVISION_STEM)),
@@ -127,6 +151,7 @@ _LAYOUTS: dict[str, Layout] = {
 LAYOUTS = tuple(_LAYOUTS)
 _MLP_WEIGHT = re.compile(r"\.attention\.(fc\.[02]|channel_gate\.mlp\.[13])\.weight$")
 _BAM = re.compile(r"^(module\.)?bam\d+\.")
+_MBV2_CA = re.compile(r"^features\.\d+\.conv\.6\.conv[23]\.")
 
 
 @dataclass
@@ -226,6 +251,8 @@ def detect_layout(state: Mapping[str, Tensor]) -> str:
         return "eca-official"
     if any(".triplet_attention." in k for k in keys):
         return "triplet-official"
+    if any(_MBV2_CA.match(key) for key in keys):
+        return "coord-official"
     if any(k.startswith(("layer0.", "last_linear.")) or ".se_module." in k for k in keys):
         return "cadene"
     if any(".se.fc1." in k for k in keys):

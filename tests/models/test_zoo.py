@@ -19,6 +19,7 @@ from plugattn.models import (
 )
 from plugattn.models.zoo import ATTENTION_PREFIXES
 from plugattn.profiling import count_macs, count_parameters
+from tests import foreign_models
 
 TORCHVISION = {
     "resnet18": torchvision.models.resnet18,
@@ -250,3 +251,4 @@ def test_coordinate_attention_mobilenet_v2_by_attach_has_the_published_count():
     after_depthwise = [f"features.{i}.conv.1" for i in range(2, 18)]  # every block with expansion 6
     attach(model, "coord", after_depthwise, example_input=torch.randn(1, 3, 224, 224))
     assert sum(p.numel() for p in model.parameters()) == 3_950_648
+    assert sum(p.numel() for p in foreign_models.OfficialMobileNetV2CA().parameters()) == 3_950_648  # mbv2_ca.py

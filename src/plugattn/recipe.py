@@ -233,6 +233,7 @@ def build_model(recipe: ModelRecipe, *, num_classes: int | None, in_channels: in
     notes: list[str] = []
     zoo = ":" not in recipe.model
     attention = recipe.attention
+    start = torch.get_rng_state()
     if zoo:
         base, prefix = _zoo_or_error(recipe.model)
         if prefix is not None and attention not in (None, prefix):
@@ -255,7 +256,9 @@ def build_model(recipe: ModelRecipe, *, num_classes: int | None, in_channels: in
     replaced = set_input_channels(model, in_channels)
     if replaced:
         notes.append(f"input: {replaced} adapted to {in_channels} channel(s)")
-    replaced = set_classes(model, num_classes) if num_classes is not None else None
+    with torch.random.fork_rng(devices=[]):  # the same new classifier whatever attention the network carries
+        torch.set_rng_state(start)
+        replaced = set_classes(model, num_classes) if num_classes is not None else None
     if replaced:
         notes.append(f"classifier: {replaced} replaced for {num_classes} classes (newly initialised)")
     if attention is not None:
@@ -274,7 +277,7 @@ def _zoo_attention(recipe: ModelRecipe, attention: str) -> dict[str, Any]:
 
 def _attention_note(recipe: ModelRecipe, attention: str) -> str:
     init = recipe.resolved_init()
-    how = "as the exact identity (init='identity')" if init == "identity" else "as the papers build it (init='paper')"
+    how = f"as the papers build it (init={init!r})" if init == "paper" else f"as the exact identity (init={init!r})"
     return f"attention: {attention} at {recipe.where!r} (position {recipe.position}), starting {how}"
 
 

@@ -59,6 +59,18 @@ def pretrain(config: TrainConfig) -> pathlib.Path:
     return last
 
 
+def first_task_network(tree: pathlib.Path, out: pathlib.Path, epochs: int, subset: int | None,
+                       test_subset: int | None) -> tuple[str, pathlib.Path]:
+    """The first task's data set spec and the pretrained network's checkpoint (trained once under ``out``,
+    shared by every benchmark that fine-tunes it): ResNet-20 on CIFAR-10 classes 0-4, SGD lr 0.1 cosine."""
+    classes = sorted(p.name for p in (tree / "train").iterdir() if p.is_dir())
+    first_task = f"imagefolder:{task_tree(tree, classes[:5], out / 'first-task-data')}"
+    config = TrainConfig(model="resnet20", dataset=first_task, epochs=epochs, train_subset=subset, batch_size=128,
+                         lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine", warmup_epochs=0.2,
+                         test_subset=test_subset, progress=False, seed=0, out_dir=str(out / "pretrain"))
+    return first_task, pretrain(config)
+
+
 def accuracy_at_insertion(weights: pathlib.Path, attention: str | None, init: str | None, seed: int, reduction: int,
                           data: DataBundle) -> float:
     """First-task top-1 (on ``data``) of the pretrained network with attention inserted as the fine-tuning run
@@ -90,14 +102,10 @@ def main() -> None:
     tree = cifar10_folder(args.archive)
     if tree is None:
         raise SystemExit(f"{args.archive} not found: this benchmark needs the shared CIFAR-10 copy")
-    classes = sorted(p.name for p in (tree / "train").iterdir() if p.is_dir())
-    first_task = f"imagefolder:{task_tree(tree, classes[:5], args.out / 'first-task-data')}"
     started = time.perf_counter()
     common = dict(model="resnet20", batch_size=128, momentum=0.9, weight_decay=5e-4, schedule="cosine",
                   reduction=args.reduction, test_subset=args.test_subset, progress=False)
-    weights = pretrain(TrainConfig(**common, dataset=first_task, epochs=args.pretrain_epochs, lr=0.1, warmup_epochs=0.2,
-                                   train_subset=args.pretrain_subset,
-                                   seed=0, out_dir=str(args.out / "pretrain")))
+    first_task, weights = first_task_network(tree, args.out, args.pretrain_epochs, args.pretrain_subset, args.test_subset)
     seeds = [int(s) for s in args.seeds.split(",")]
     base = TrainConfig(**common, weights=str(weights), dataset=f"imagefolder:{tree}", epochs=args.epochs, lr=args.lr,
                        warmup_epochs=0.1, train_subset=args.train_subset)

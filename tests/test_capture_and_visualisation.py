@@ -8,7 +8,9 @@ import torchvision
 from PIL import Image
 from typer.testing import CliRunner
 
+import plugattn
 from plugattn import attach
+from torch import nn
 from plugattn.cli import app
 from plugattn.inspection import capture
 from plugattn.visualisation import (
@@ -169,3 +171,28 @@ def test_capture_records_each_family_blocks_gates_by_kind(name, kinds):
         torch.testing.assert_close(mask.flatten(1).sum(1), torch.ones(3))
     if name == "triplet":  # the H–W branch is a spatial map of x; the rotated branches are recorded apart
         assert seen.spatial_map(seen.names[0]).shape == (3, 1, 32, 32) and len(record.element) == 2
+
+
+def test_gate_spread_is_the_hand_computed_spread_of_the_effective_gates():
+    from plugattn.blocks import IdentityStart, with_init
+    from plugattn.inspection import gate_spread
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), with_init(plugattn.create_attention("se", 4, reduction=2, bias=True), "zero-sigmoid"))
+    images = torch.randn(5, 3, 6, 6)
+    assert gate_spread(model, images) == {"1": {"channel spread": 0.0, "channel shift": 0.0}}
+    bias = torch.tensor([-1.0, 0.0, 0.5, 2.0])
+    with torch.no_grad():
+        model[1].fc[2].bias.copy_(bias)  # weights stay 0: the gate is 2σ(bias) for every image
+    gates = 2 * torch.sigmoid(bias.double())
+    stats = gate_spread(model, images)["1"]
+    assert stats["channel spread"] == pytest.approx(gates.std().item())
+    assert stats["channel shift"] == pytest.approx((gates - 1).abs().mean().item())
+    blended = nn.Sequential(nn.Conv2d(3, 4, 1), IdentityStart(plugattn.create_attention("se", 4, reduction=2, bias=True)))
+    with torch.no_grad():
+        blended[1].block.fc[2].weight.zero_()
+        blended[1].block.fc[2].bias.copy_(bias)
+        blended[1].alpha.fill_(0.25)
+    effective = 1 + 0.25 * (torch.sigmoid(bias.double()) - 1)
+    stats = gate_spread(blended, images)["1"]
+    assert stats["channel spread"] == pytest.approx(effective.std().item())
+    assert stats["channel shift"] == pytest.approx((effective - 1).abs().mean().item())

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from plugattn.blocks import GateActivation, find_attention_blocks
+from plugattn.blocks import GateActivation, IdentityStart, find_attention_blocks
 from plugattn.insertion import stage_numbers
 
 
@@ -178,3 +178,33 @@ def excitation_statistics(model: nn.Module, images: Tensor, labels: Tensor, clas
         means[label] = by_class
         spreads[label] = float(np.stack(list(by_class.values())).std(0).mean())
     return means, spreads
+
+
+@torch.no_grad()
+def gate_spread(model: nn.Module, images: Tensor, *, batch_size: int = 256) -> dict[str, dict[str, float]]:
+    """How much each attention block's gates vary, and how far they sit from 1 (the identity), on ``images``.
+
+    Per block and gate kind (``channel``, ``spatial``, ``element``): ``spread`` is the standard deviation of
+    the gate across channels (channel gates) or across its positions (the others), averaged over images;
+    ``shift`` the mean ``|g − 1|``. A gate inside :class:`~plugattn.blocks.IdentityStart` counts as its
+    effective value ``1 + α·(g − 1)`` (exact for one-gate blocks). A block that learnt nothing is flat:
+    spread 0."""
+    model.eval()
+    blends = {name: block.blend() for name, block in find_attention_blocks(model) if isinstance(block, IdentityStart)}
+    sums: dict[str, dict[str, list[float]]] = {}
+    with capture(model) as seen:
+        for start in range(0, len(images), batch_size):
+            model(images[start : start + batch_size])
+    for name in seen.names:
+        record = seen[name]
+        alpha = blends.get(name)
+        for kind, outputs in (("channel", record.channel), ("spatial", record.spatial), ("element", record.element)):
+            spreads, shifts = [], []
+            for gate in outputs:
+                gate = gate.double() if alpha is None else 1 + alpha.double() * (gate.double() - 1)
+                spreads.append(gate.flatten(1).std(1).mean().item())
+                shifts.append((gate - 1).abs().mean().item())
+            if spreads:
+                sums.setdefault(name, {})[f"{kind} spread"] = float(np.mean(spreads))
+                sums[name][f"{kind} shift"] = float(np.mean(shifts))
+    return sums

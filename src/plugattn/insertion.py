@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from plugattn.blocks import is_attention_block
 from plugattn.blocks._checks import factory_like
 from plugattn.blocks.builder import attention_builder
-from plugattn.models.units import POSITIONS, ResidualUnit
+from plugattn.models.units import POSITIONS, ResidualUnit, default_position
 
 KINDS = (*POSITIONS, "after")
 """``standard``, ``pre``, ``post`` and ``identity`` are residual-unit positions; ``after`` any other module."""
@@ -241,6 +241,13 @@ def _has_shortcut(unit: nn.Module, spec: ResidualSpec) -> bool:
     return getattr(unit, spec.shortcut) is not None or spec.none_is_identity
 
 
+def _ends_in_norm(unit: nn.Module, spec: ResidualSpec) -> bool:
+    """Whether the unit's branch ends in a BatchNorm, before which a block can go (``prenorm``)."""
+    if isinstance(unit, ResidualUnit):
+        return unit.has_final_norm
+    return isinstance(getattr(unit, spec.branch_end, None), nn.modules.batchnorm._BatchNorm)
+
+
 def _static_shapes(model: nn.Module) -> dict[str, _Shape]:
     """Output (channels, dims) of every module known statically; channel-preserving layers (activations,
     pooling, dropout) inside a Sequential inherit the count of the layer before them."""
@@ -406,9 +413,9 @@ def insertion_points(model: nn.Module, example_input: Tensor | Sequence[Tensor] 
             inp = traced[start_name][0] if start_name in traced else _declared_shape(getattr(module, spec.branch_start), "in")
             branch = traced[end_name][1] if end_name in traced else _branch_shape(module, spec)
         for kind in POSITIONS:
-            if kind == "identity" and not _has_shortcut(module, spec):
+            if kind == "identity" and not _has_shortcut(module, spec) or kind == "prenorm" and not _ends_in_norm(module, spec):
                 continue
-            channels, dims = {"pre": inp, "standard": branch}.get(kind, out)
+            channels, dims = {"pre": inp, "standard": branch, "prenorm": branch}.get(kind, out)
             points.append(InsertionPoint(name, kind, channels, dims, type_name, stages[name]))
     return points
 
@@ -429,7 +436,7 @@ class _AttentionHook:
 
     def __call__(self, module: nn.Module, args: tuple, output: object = None) -> object:
         block = getattr(self.owner, self.attribute)
-        if self.point.kind == "pre":
+        if self.point.kind in ("pre", "prenorm"):
             return (block(args[0]), *args[1:])
         return block(output)
 
@@ -560,7 +567,7 @@ def attach(
     where: str | Sequence[str] | InsertionPoint | Sequence[InsertionPoint] = "residual",
     *,
     stages: Sequence[int] | None = None,
-    position: str = "standard",
+    position: str | None = None,
     reduction: int | None = None,
     example_input: Tensor | Sequence[Tensor] | None = None,
     replace: bool = False,
@@ -576,13 +583,15 @@ def attach(
     :func:`insertion_points` — a residual unit's name uses ``position``, any other module's gets the block
     after it — or the :class:`InsertionPoint` objects :func:`insertion_points` returned (their kind and
     channels are used as they are: a point found with ``example_input`` needs none the second time).
-    ``stages`` (1-based) filters residual units. Channel counts (and dims, for CBAM/spatial gates) are
+    ``position`` (None: the block's official place, ``prenorm`` for SimAM and ``standard`` for the others; see
+    :data:`~plugattn.models.POSITIONS`). ``stages`` (1-based) filters residual units. Channel counts (and dims, for CBAM/spatial gates) are
     inferred; ``example_input`` lets a dry run find those the modules do not declare. ``init="identity"``
     inserts every block as the exact identity (:class:`~plugattn.blocks.IdentityStart`: the model's outputs
     are unchanged until the blocks learn); ``"paper"`` as the papers build them. Options go to the blocks.
     A point that already holds a block raises unless ``replace=True``.
     """
     model = _check_model(model)
+    position = default_position(attention) if position is None else position
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {', '.join(map(repr, POSITIONS))}; got {position!r}")
     if isinstance(where, str) and where == "stage" and example_input is None:
@@ -637,6 +646,8 @@ def _install(model: nn.Module, point: InsertionPoint, build: Callable[..., nn.Mo
         target = getattr(module, spec.branch_end)
     elif point.kind == "pre":
         target = getattr(module, spec.branch_start)
+    elif point.kind == "prenorm":
+        target = getattr(module, spec.branch_end)
     elif point.kind == "identity":
         target = getattr(module, spec.shortcut)
         if target is None:
@@ -645,7 +656,7 @@ def _install(model: nn.Module, point: InsertionPoint, build: Callable[..., nn.Mo
     else:
         target = module
     hook = _AttentionHook(owner, attribute, point, placeholder)
-    if point.kind == "pre":
+    if point.kind in ("pre", "prenorm"):
         target.register_forward_pre_hook(hook)
     else:
         target.register_forward_hook(hook)

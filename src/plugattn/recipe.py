@@ -23,6 +23,7 @@ from plugattn.interop import convert_state_dict, load_pretrained, read_state_dic
 from plugattn.insertion import attach
 from plugattn.models import create_model, list_models, model_entry
 from plugattn.models.head import classifier_of
+from plugattn.models.units import default_position
 from plugattn.models.zoo import resolve_model_name
 from plugattn.preprocessing import parse_normalize
 
@@ -42,7 +43,7 @@ class ModelRecipe:
     weights: str | None = None
     attention: str | None = None
     reduction: int | None = None
-    position: str = "standard"
+    position: str | None = None
     stages: list[int] | None = None
     where: str | list[str] = "residual"
     init: str | None = None
@@ -278,7 +279,8 @@ def _zoo_attention(recipe: ModelRecipe, attention: str) -> dict[str, Any]:
 def _attention_note(recipe: ModelRecipe, attention: str) -> str:
     init = recipe.resolved_init()
     how = f"as the papers build it (init={init!r})" if init == "paper" else f"as the exact identity (init={init!r})"
-    return f"attention: {attention} at {recipe.where!r} (position {recipe.position}), starting {how}"
+    position = recipe.position or f"{default_position(attention)}, the block's default"
+    return f"attention: {attention} at {recipe.where!r} (position {position}), starting {how}"
 
 
 def _example(model: nn.Module, in_channels: int) -> torch.Tensor | None:

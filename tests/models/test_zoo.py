@@ -7,6 +7,7 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck as TVBottleneck
 from torchvision.models.resnet import ResNet as TVResNet
 
+import plugattn
 from plugattn import CBAM, SqueezeExcite, attach, without_attention
 from plugattn.blocks import find_attention_blocks
 from plugattn.models import (
@@ -146,8 +147,9 @@ def test_forward_and_backward_at_natural_size(name):
 def test_names_and_prefixes():
     names = list_models()
     assert {"resnet50", "resnet50_v1", "cbam_resnet50", "cbam_resnet50_v1", "se_resnet20", "wrn16_8", "bam_resnet50",
-            "eca_resnet50", "coord_resnet20", "triplet_resnet50", "gc_resnet50", "scse_wrn16_8"} <= set(names)
-    assert len(names) == (1 + len(ATTENTION_PREFIXES)) * len(MODELS) == 9 * len(MODELS)
+            "eca_resnet50", "coord_resnet20", "simam_resnet50", "triplet_resnet50", "gc_resnet50",
+            "scse_wrn16_8"} <= set(names)
+    assert len(names) == (1 + len(ATTENTION_PREFIXES)) * len(MODELS) == 10 * len(MODELS)
     assert isinstance(create_model("cbam_resnet20").layer1[0].attention, CBAM)
     assert isinstance(create_model("resnet20", attention="se").layer1[0].attention, SqueezeExcite)
 
@@ -252,3 +254,56 @@ def test_coordinate_attention_mobilenet_v2_by_attach_has_the_published_count():
     attach(model, "coord", after_depthwise, example_input=torch.randn(1, 3, 224, 224))
     assert sum(p.numel() for p in model.parameters()) == 3_950_648
     assert sum(p.numel() for p in foreign_models.OfficialMobileNetV2CA().parameters()) == 3_950_648  # mbv2_ca.py
+
+
+def _simam(x, e_lambda=1e-4):
+    """SimAM written out from the paper's formula."""
+    n = x.shape[2] * x.shape[3] - 1
+    d = (x - x.mean((2, 3), keepdim=True)) ** 2
+    return x * torch.sigmoid(d / (4 * (d.sum((2, 3), keepdim=True) / n + e_lambda)) + 0.5)
+
+
+def test_simam_sits_before_the_last_batchnorm_as_in_its_official_resnets():
+    torch.manual_seed(0)
+    model = create_model("simam_resnet50").eval()
+    assert count_parameters(model) == 25_557_032  # parameter-free: resnet50's count
+    unit = model.layer2[0]
+    assert unit.position == "prenorm"
+    x = torch.randn(1, 256, 28, 20)
+    with torch.no_grad():
+        out = unit.relu(unit.bn1(unit.conv1(x)))
+        out = unit.relu(unit.bn2(unit.conv2(out)))
+        expected = unit.relu(unit.bn3(_simam(unit.conv3(out))) + unit.downsample(x))
+        torch.testing.assert_close(unit(x), expected)
+    cifar = create_model("simam_resnet20").eval()
+    unit = cifar.layer1[1]
+    x = torch.randn(2, 16, 32, 32)
+    with torch.no_grad():
+        expected = unit.relu(unit.bn2(_simam(unit.conv2(unit.relu(unit.bn1(unit.conv1(x)))))) + x)
+        torch.testing.assert_close(unit(x), expected)
+        torch.testing.assert_close(torch.jit.script(cifar)(x[:, :3]), cifar(x[:, :3]))
+    assert create_model("resnet20", attention="simam", position="standard").layer1[0].position == "standard"
+    assert create_model("simam_preact_resnet164").layer1[0].position == "standard"  # no final norm to sit before
+    with pytest.raises(ValueError, match=r"position 'prenorm' .* PreActBottleneck's branch does not end in a BatchNorm"):
+        create_model("preact_resnet164", attention="se", position="prenorm")
+
+
+def test_attach_prenorm_into_torchvision_units_and_detach():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50().eval()
+    x = torch.randn(1, 3, 96, 64)
+    with torch.no_grad():
+        before = model(x)
+    kinds = {p.kind for p in plugattn.insertion_points(model) if p.name == "layer1.0"}
+    assert "prenorm" in kinds
+    attach(model, "simam")  # SimAM's default position: its official place
+    unit = model.layer3[1]
+    y = torch.randn(1, 1024, 6, 4)
+    with torch.no_grad():
+        out = unit.relu(unit.bn2(unit.conv2(unit.relu(unit.bn1(unit.conv1(y))))))
+        bn3 = unit.bn3  # called without its hook: the block's input is computed here by hand
+        normed = nn.functional.batch_norm(_simam(unit.conv3(out)), bn3.running_mean, bn3.running_var, bn3.weight,
+                                          bn3.bias, False, 0.0, bn3.eps)
+        torch.testing.assert_close(unit(y), unit.relu(normed + y))
+        plugattn.detach(model)
+        torch.testing.assert_close(model(x), before)

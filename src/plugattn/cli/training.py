@@ -44,7 +44,8 @@ def train(
     init: str = INIT_OPTION,
     normalize: str = NORMALIZE_OPTION,
     reduction: int = typer.Option(None, help="Reduction ratio r (default: each block's own: 16 for SE and CBAM)."),
-    position: str = typer.Option("standard", help="standard, pre, post or identity."),
+    position: str = typer.Option(None, help="standard, pre, post, identity or prenorm (before the branch's last "
+                                 "BatchNorm); default: the block's official place (prenorm for simam, else standard)."),
     stages: str = typer.Option(None, help="Stages with attention, e.g. 3,4 (default: all)."),
     option: list[str] = typer.Option(None, "--option", "-o", help="Block option key=value (repeatable), e.g. kernel_size=3, pool_types=avg+max."),
     dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, cifar10, cifar100, imagefolder:PATH, or paired "

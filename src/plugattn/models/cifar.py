@@ -55,6 +55,9 @@ class CifarBasicBlock(PostActivationUnit):
     def branch_body(self, x: Tensor) -> Tensor:
         return self.conv2(self.relu(self.bn1(self.conv1(x))))
 
+    def normalize_branch(self, x: Tensor) -> Tensor:
+        return self.bn2(x)
+
     def branch(self, x: Tensor) -> Tensor:
         return self.bn2(self.branch_body(x))
 

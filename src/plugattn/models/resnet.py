@@ -52,6 +52,9 @@ class BasicBlock(PostActivationUnit):
     def branch_body(self, x: Tensor) -> Tensor:
         return self.conv2(self.relu(self.bn1(self.conv1(x))))
 
+    def normalize_branch(self, x: Tensor) -> Tensor:
+        return self.bn2(x)
+
     def branch(self, x: Tensor) -> Tensor:
         return self.bn2(self.branch_body(x))
 
@@ -81,6 +84,9 @@ class Bottleneck(PostActivationUnit):
     def branch_body(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         return self.conv3(self.relu(self.bn2(self.conv2(out))))
+
+    def normalize_branch(self, x: Tensor) -> Tensor:
+        return self.bn3(x)
 
     def branch(self, x: Tensor) -> Tensor:
         return self.bn3(self.branch_body(x))

@@ -2,7 +2,9 @@
 
 ``standard``: end of the residual branch, before the addition (the seed's and both papers' place);
 ``pre``: start of the residual branch (SE-PRE); ``post``: after the addition and its ReLU (SE-POST);
-``identity``: on the identity/shortcut path, in parallel to the branch (SE-Identity).
+``identity``: on the identity/shortcut path, in parallel to the branch (SE-Identity); ``prenorm``: inside the
+branch, before its final BatchNorm (after the last convolution: where SimAM's official ResNets put it;
+post-activation units only).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from plugattn.blocks._checks import require_choice
 from plugattn.blocks.fused import fast_training_applies
 from plugattn.models.recompute import recompute_batchnorm_output, rebuild_is_safe
 
-POSITIONS = ("standard", "pre", "post", "identity")
+POSITIONS = ("standard", "pre", "post", "identity", "prenorm")
+OFFICIAL_POSITIONS = {"simam": "prenorm"}
+"""Blocks whose official networks put them elsewhere than ``standard`` (the default position of the rest)."""
+
+
+def default_position(attention: str | None) -> str:
+    """Where ``attention`` goes in a residual unit when no position is given: its official networks' place."""
+    return OFFICIAL_POSITIONS.get(attention or "", "standard")
 
 AttentionBuilder = Callable[[int], nn.Module]
 """Builds the attention block for a feature map with the given number of channels."""
@@ -29,6 +38,9 @@ class ResidualUnit(nn.Module):
     :meth:`split` when both paths start from a shared pre-activation); this class owns where the
     attention goes, so every unit type supports every position. ``attention`` is None for a plain unit.
     """
+
+    has_final_norm = False
+    """Whether the branch ends in a BatchNorm that :meth:`normalize_branch` applies (the ``prenorm`` position)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -47,6 +59,9 @@ class ResidualUnit(nn.Module):
         """Put ``block`` (None: no attention) at ``position``; at ``standard``, blocks whose ``forward(x, identity)``
         adds the shortcut themselves (``fuses_addition``) are called that way, saving one pass over memory."""
         self.position = require_choice("position", position, POSITIONS)
+        if position == "prenorm" and not self.has_final_norm:
+            raise ValueError(f"position 'prenorm' (before the residual branch's final BatchNorm) needs a post-activation "
+                             f"unit; {type(self).__name__}'s branch does not end in a BatchNorm")
         self.attention = block
         self.gated_add = position == "standard" and getattr(block, "fuses_addition", False) is True
 
@@ -55,6 +70,14 @@ class ResidualUnit(nn.Module):
         return x, x
 
     def branch(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def branch_body(self, x: Tensor) -> Tensor:
+        """The residual branch up to, not including, its final BatchNorm (units with ``has_final_norm``)."""
+        raise NotImplementedError
+
+    def normalize_branch(self, x: Tensor) -> Tensor:
+        """The branch's final BatchNorm (units with ``has_final_norm``)."""
         raise NotImplementedError
 
     def shortcut(self, x: Tensor) -> Tensor:
@@ -81,6 +104,9 @@ class ResidualUnit(nn.Module):
             return self.merge(self.branch(attention(branch_input)), self.shortcut(shortcut_input))
         if self.position == "identity":
             return self.merge(self.branch(branch_input), attention(self.shortcut(shortcut_input)))
+        if self.position == "prenorm":
+            branch = self.normalize_branch(attention(self.branch_body(branch_input)))
+            return self.merge(branch, self.shortcut(shortcut_input))
         return attention(self.merge(self.branch(branch_input), self.shortcut(shortcut_input)))
 
     @torch.jit.unused
@@ -95,10 +121,7 @@ class PostActivationUnit(ResidualUnit):
     ``relu``, ``downsample``, the BatchNorm that ends the branch (named by ``final_norm``) and ``branch_body``."""
 
     final_norm = "bn2"
-
-    def branch_body(self, x: Tensor) -> Tensor:
-        """The residual branch up to, not including, its final BatchNorm."""
-        raise NotImplementedError
+    has_final_norm = True
 
     @torch.jit.unused
     def _gated_add(self, branch_input: Tensor, shortcut_input: Tensor) -> Tensor:

@@ -16,9 +16,9 @@ from plugattn.blocks._checks import require_choice, require_positive_int
 from plugattn.models.head import GLOBAL_POOLS, require_num_classes
 from plugattn.models.cifar import CifarBasicBlock, CifarResNet, PreActBottleneck, WideBasicBlock
 from plugattn.models.resnet import BasicBlock, Bottleneck, ResNet
-from plugattn.models.units import POSITIONS, ResidualUnit
+from plugattn.models.units import POSITIONS, ResidualUnit, default_position
 
-ATTENTION_PREFIXES = ("se", "cbam", "bam", "eca", "coord", "triplet", "gc", "scse")
+ATTENTION_PREFIXES = ("se", "cbam", "bam", "eca", "coord", "simam", "triplet", "gc", "scse")
 """Attention whose networks the zoo names ``<prefix>_<model>``. Zoo models follow the papers' official code unless
 an option is passed explicitly: SE-ResNets with biases in both FC layers (their parameter counts prove it; the
 seed's SELayer has none), ECA-ResNets with the released kernel size per stage (:data:`ECA_STAGE_KERNELS`; CIFAR
@@ -136,7 +136,7 @@ def create_model(
     num_classes: int | None = None,
     attention: str | None = None,
     reduction: int | None = None,
-    position: str = "standard",
+    position: str | None = None,
     stages: Sequence[int] | None = None,
     placement: str | None = None,
     in_channels: int = 3,
@@ -150,7 +150,8 @@ def create_model(
 
     ``name`` is a base name from :func:`list_models` or its prefixed form (``se_``, ``cbam_``, ``eca_``, …).
     ``attention`` is any registry name (``"se"``, ``"cbam"``, ``"cbam-channel"``, …); ``position`` is ``standard`` (end of the
-    residual branch), ``pre``, ``post`` or ``identity``; ``stages`` are 1-based. ``placement="unit"`` puts a block
+    residual branch), ``pre``, ``post``, ``identity`` or ``prenorm`` (None: the block's official place, ``prenorm``
+    for SimAM, ``standard`` for the rest); ``stages`` are 1-based. ``placement="unit"`` puts a block
     in every unit of ``stages``; ``"stage"`` one block at the output of each of ``stages`` (default: all but the
     last), between stages, as BAM sits (the default for ``bam``; ``"unit"`` for the others). ``num_classes`` defaults
     to 1000 for ImageNet-style and 10 for CIFAR-style networks; ``in_channels`` is the input's channel
@@ -168,6 +169,8 @@ Extra keywords go to the blocks.
     attention = prefix or (None if attention in (None, "none") else attention)
     num_classes = entry.default_classes if num_classes is None else require_num_classes(num_classes)
     require_choice("global_pool", global_pool, GLOBAL_POOLS)
+    if position is None:  # the block's official place where the units have it (pre-activation ones: standard)
+        position = default_position(attention) if entry.build.args[0].has_final_norm else "standard"
     require_choice("position", position, POSITIONS)
     stages = _check_stages(stages, entry, name)
     in_channels = require_positive_int("in_channels", in_channels)

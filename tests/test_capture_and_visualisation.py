@@ -129,7 +129,7 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"class indices must be in 0\.\.9; got \[12\]"):
         excitation_figure(cbam, torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long),
                           [str(i) for i in range(10)], tmp_path / "x.png", classes=[0, 12])
-    with pytest.raises(ValueError, match="no spatial gate"):
+    with pytest.raises(ValueError, match="no spatial or element gate"):
         spatial_attention_figure(create_model("se_resnet20"), torch.randn(1, 3, 32, 32), tmp_path / "s.png")
     with pytest.raises(ValueError, match="groups must look like"):
         parse_groups("rgb:0-2")
@@ -196,3 +196,19 @@ def test_gate_spread_is_the_hand_computed_spread_of_the_effective_gates():
     stats = gate_spread(blended, images)["1"]
     assert stats["channel spread"] == pytest.approx(effective.std().item())
     assert stats["channel shift"] == pytest.approx((effective - 1).abs().mean().item())
+
+
+@pytest.mark.parametrize("block", ["simam", "bam", "coord"])
+def test_blocks_with_element_gates_give_the_channel_mean_of_their_weights_as_maps(block, tmp_path):
+    from plugattn.visualisation import spatial_attention_figure
+
+    torch.manual_seed(0)
+    model = nn.Sequential(plugattn.create_attention(block, 16)).eval()
+    x = torch.randn(2, 16, 12, 9)
+    with capture(model) as seen, torch.no_grad():
+        out = model(x)
+    weights = out / x - (1 if block == "bam" else 0)  # BAM computes x·(1 + gate)
+    torch.testing.assert_close(seen.spatial_map("0"), weights.mean(1, keepdim=True), atol=1e-4, rtol=1e-4)
+    network = create_model("resnet20", attention=block).eval()
+    chosen = spatial_attention_figure(network, torch.randn(2, 3, 32, 24), tmp_path / "spatial.png")
+    assert (tmp_path / "spatial.png").stat().st_size > 0 and len(chosen) == (2 if block == "bam" else 3)

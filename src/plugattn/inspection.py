@@ -22,13 +22,16 @@ from plugattn.insertion import stage_numbers
 @dataclass
 class AttentionRecord:
     """What one block produced in each forward pass: channel weights (N, C), spatial maps (N, 1, *S), other gates
-    (``element``: SimAM's weight per element, Triplet attention's maps over rotated axes), and for fusion blocks
-    the mean weight each modality got (N, modalities)."""
+    (``element``: SimAM's weight per element, Triplet attention's maps over rotated axes), for blocks whose gates
+    are all element gates (SimAM, BAM, coordinate attention) the channel mean of their product in each pass
+    (``element_maps``, N, 1, *S: where the block weighs the map), and for fusion blocks the mean weight each
+    modality got (N, modalities)."""
 
     name: str
     channel: list[Tensor] = field(default_factory=list)
     spatial: list[Tensor] = field(default_factory=list)
     element: list[Tensor] = field(default_factory=list)
+    element_maps: list[Tensor] = field(default_factory=list)
     modality: list[Tensor] = field(default_factory=list)
 
 
@@ -55,8 +58,11 @@ class AttentionCapture:
         return record.channel[forward_pass]
 
     def spatial_map(self, name: str, forward_pass: int = -1) -> Tensor:
-        """Spatial map (N, 1, *spatial) of block ``name`` in one forward pass (default: the last)."""
+        """Spatial map (N, 1, *spatial) of block ``name`` in one forward pass (default: the last); for a block
+        with element gates only, the channel mean of their product (``element_maps``)."""
         record = self[name]
+        if not record.spatial and record.element_maps:
+            return record.element_maps[forward_pass]
         if not record.spatial:
             raise ValueError(f"block {name!r} recorded no spatial map (it has no spatial gate, or no forward ran)")
         return record.spatial[forward_pass]
@@ -123,6 +129,8 @@ def capture(model: nn.Module) -> Iterator[AttentionCapture]:
         for gate in gate_modules(block):
             target = {"channel": record.channel, "spatial": record.spatial}.get(gate.kind, record.element)
             handles.append(gate.register_forward_hook(lambda _m, _a, output, target=target: target.append(output.detach())))
+        if {gate.kind for gate in gate_modules(block)} == {"element"}:
+            handles += _hook_element_maps(block, record)
     try:
         yield seen
     finally:
@@ -145,6 +153,24 @@ def last_block_per_stage(names: list[str], keep: Callable[[str], bool]) -> dict[
         if keep(name):
             chosen[stages[name]] = name  # later blocks of a stage overwrite earlier ones
     return chosen
+
+
+def _hook_element_maps(block: nn.Module, record: AttentionRecord) -> list:
+    """Hooks that turn the element gates one forward pass of ``block`` produced into ``record.element_maps``."""
+    first = [0]
+
+    def start(_module: nn.Module, _args: tuple) -> None:
+        first[0] = len(record.element)
+
+    def finish(_module: nn.Module, _args: tuple, output: object) -> None:
+        gates = record.element[first[0]:]
+        if gates and isinstance(output, Tensor):
+            product = gates[0]
+            for gate in gates[1:]:
+                product = product * gate
+            record.element_maps.append(product.mean(1, keepdim=True).expand(-1, -1, *output.shape[2:]))
+
+    return [block.register_forward_pre_hook(start), block.register_forward_hook(finish)]
 
 
 def check_classes(classes: Sequence[int], num_classes: int) -> list[int]:

@@ -227,9 +227,10 @@ def spatial_attention_figure(model: nn.Module, images: Tensor, path: str | os.Pa
     model.eval()
     with capture(model) as seen:
         model(images)
-    chosen = last_block_per_stage(seen.names, lambda name: bool(seen[name].spatial))
+    chosen = last_block_per_stage(seen.names, lambda name: bool(seen[name].spatial or seen[name].element_maps))
     if not chosen:
-        raise ValueError("the model's attention blocks have no spatial gate (SE or channel-only CBAM); nothing to draw")
+        raise ValueError("the model's attention blocks have no spatial or element gate (SE, ECA, channel-only CBAM); "
+                         "nothing to draw")
     size = tuple(images.shape[2:])
     overlays = [upsample_maps(seen.spatial_map(name), size) for name in chosen.values()]
     plot_overlays(images, overlays, [f"stage {s}\n{name}" for s, name in chosen.items()], path)
@@ -318,7 +319,7 @@ def channel_group_figure(model: nn.Module, images: Tensor, groups: Mapping[str, 
 def visualise(model: nn.Module, data: DataBundle, out_dir: str | os.PathLike, *, plain: nn.Module | None = None,
               images: int = 6, samples: int = 2000, classes: Sequence[int] | None = None, groups: str | None = None,
               block: str | None = None) -> dict[str, pathlib.Path]:
-    """Write spatial.png (when the blocks have spatial gates), gradcam.png, excitation.png (when they have
+    """Write spatial.png (when the blocks have spatial or element gates), gradcam.png, excitation.png (when they have
     channel gates) and, with ``groups``, groups.png into ``out_dir``; returns what was written. For paired data:
     :func:`visualise_modalities`."""
     if hasattr(data, "modalities"):
@@ -330,7 +331,7 @@ def visualise(model: nn.Module, data: DataBundle, out_dir: str | os.PathLike, *,
     shown = check_images(model, transform(test_images[:images]), image_size=data.image_size)
     written: dict[str, pathlib.Path] = {}
     has = {gate.kind for _, block in gated_blocks(model) for gate in gate_modules(block)}
-    if "spatial" in has:
+    if has & {"spatial", "element"}:  # element gates (SimAM, BAM, coord) draw as their channel-mean maps
         spatial_attention_figure(model, shown, out / "spatial.png")
         written["spatial maps per stage"] = out / "spatial.png"
     gradcam_figure(plain, model, shown.clone(), test_labels[:images].tolist(), out / "gradcam.png", class_names=data.classes)

@@ -64,7 +64,7 @@ class CoordinateAttention(nn.Module):
         for index, logit in enumerate(logits):
             shape = [x.shape[0], x.shape[1]] + [1] * len(sizes)
             shape[2 + index] = sizes[index]
-            weights.append(self.gate(logit).reshape(shape))
+            weights.append(self.gate(logit.reshape(shape)))  # the gate as it multiplies x
         return weights
 
     def forward(self, x: Tensor) -> Tensor:

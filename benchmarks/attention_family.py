@@ -73,8 +73,9 @@ def run_part(part: str, tree: pathlib.Path, args: argparse.Namespace) -> float:
         _, weights = first_task_network(tree, args.pretrained, args.pretrain_epochs, None, args.test_subset)
         base = TrainConfig(**common, weights=str(weights), epochs=args.finetune_epochs, train_subset=args.finetune_subset,
                            lr=args.finetune_lr, warmup_epochs=0.1, init="identity")
-        if part == "finetune":
-            grid = {"attention": ["none", *args.blocks], "seed": args.seeds}
+        if part == "finetune":  # the blocks the starts part compares first: it reads their identity runs
+            first = [name for name in STARTS_BLOCKS if name in args.blocks]
+            grid = {"attention": ["none", *first, *(name for name in args.blocks if name not in first)], "seed": args.seeds}
         else:
             grid = {"attention": list(STARTS_BLOCKS), "init": list(STARTS[1:]), "seed": args.seeds}
     sweep(base, grid, args.out / part, control=part != "starts", latency_rounds=0 if part == "starts" else 20)

@@ -24,6 +24,7 @@ from plugattn.checkpoint import (
     save_checkpoint,
     split_prefix,
 )
+from plugattn.models.units import default_position
 from plugattn.training.config import ARCHITECTURE_FIELDS, TrainConfig
 from plugattn.training.setup import EpochContext, unwrap
 
@@ -75,8 +76,11 @@ def restore_run(path: str | os.PathLike, context: EpochContext) -> RunProgress:
 
 def check_compatible(meta: Mapping[str, Any], config: TrainConfig, path: os.PathLike | str) -> None:
     """Refuse a checkpoint whose architecture or data set differs from ``config``, naming each difference."""
-    stored = meta.get("config", {})
+    stored = dict(meta.get("config", {}))
     wanted = json.loads(json.dumps(config.architecture()))
+    for fields in (stored, wanted):  # an unset position is the block's official one (checkpoints before it: explicit)
+        if fields.get("position") is None:
+            fields["position"] = default_position(fields.get("attention"))
     differences = [f"{name}: checkpoint has {stored.get(name)!r}, this run has {wanted[name]!r}"
                    for name in ARCHITECTURE_FIELDS if stored.get(name) != wanted[name]]
     if differences:

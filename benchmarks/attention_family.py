@@ -34,10 +34,11 @@ from torch.utils.data import DataLoader, Subset
 
 from _cifar10 import ARCHIVE, cifar10_folder
 from finetune_attention import first_task_network
-from plugattn import list_attention
+from plugattn import create_model, list_attention
 from plugattn.blocks import find_attention_blocks
 from plugattn.data import collate_skipping
 from plugattn.inspection import gate_spread
+from plugattn.profiling import measure_step_times
 from plugattn.sweep import sweep
 from plugattn.training import TrainConfig, evaluate_model
 from plugattn.training.evaluation import load_trained
@@ -83,6 +84,18 @@ def run_part(part: str, tree: pathlib.Path, args: argparse.Namespace) -> float:
     print((args.out / part / "results.md").read_text())
     print(budget(part, args) + f"; wall time {wall / 60:.1f} min on {torch.get_num_threads()} threads")
     return wall
+
+
+def step_costs(blocks: list[str], path: pathlib.Path, rounds: int = 7) -> dict[str, list[float]]:
+    """Each block's ResNet-20 training step (batch 128, CIFAR size) over the plain net's, per interleaved round."""
+    torch.manual_seed(0)
+    names = ["none", *blocks]
+    models = [create_model("resnet20", attention=name) for name in names]
+    times = measure_step_times(models, torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,)), rounds=rounds)
+    ratios = {name: [t / plain for t, plain in zip(own, times[0])] for name, own in zip(names, times)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"rounds": rounds, "threads": torch.get_num_threads(), "ratios": ratios}, indent=1))
+    return ratios
 
 
 def validation_indices(train_size: int, subset: int) -> list[int]:
@@ -207,10 +220,11 @@ def read_groups(path: pathlib.Path) -> dict[str, dict[str, float]]:
     return groups
 
 
-def combined_table(parts: dict[str, dict[str, dict[str, float]]]) -> str:
-    """One row per block: both settings' top-1 and Δ against their control, costs from the scratch part."""
+def combined_table(parts: dict[str, dict[str, dict[str, float]]], costs: dict[str, list[float]]) -> str:
+    """One row per block: both settings' top-1 and Δ against their control, costs from the scratch part, and the
+    training step over the plain net's (median and quartiles of the interleaved rounds) when measured."""
     lines = ["| attention | from scratch | Δ | fine-tuned, identity start | Δ | params | MACs | latency b1 | latency b8 |"
-             " train s (scratch) |", "|" + "---|" * 10]
+             " train step | train s (scratch) |", "|" + "---|" * 11]
     names = list(dict.fromkeys(name for groups in parts.values() for name in groups))
     costs_from = parts.get("scratch") or parts["finetune"]
     control = costs_from["none"]
@@ -228,9 +242,15 @@ def combined_table(parts: dict[str, dict[str, dict[str, float]]]) -> str:
         cells += [f"{cost['params'] / 1e6:.4f} M" + ("" if name == "none" else f" ({cost['params'] / control['params'] - 1:+.1%})"),
                   f"{cost['macs'] / 1e6:.2f} M" + ("" if name == "none" else f" ({cost['macs'] / control['macs'] - 1:+.1%})"),
                   *(f"×{cost[key]:.2f}" if key in cost else "" for key in ("latency_b1", "latency_b8")),
-                  f"{cost['train_seconds']:.0f}"]
+                  quartiles(costs[name]) if name in costs else "", f"{cost['train_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def quartiles(ratios: list[float]) -> str:
+    """``×median (lower–upper quartile)``."""
+    low, median, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return f"×{median:.2f} ({low:.2f}–{high:.2f})"
 
 
 def plot(parts: dict[str, dict[str, dict[str, float]]], path: pathlib.Path, title: str) -> None:
@@ -268,6 +288,8 @@ def main() -> None:
     parser.add_argument("--finetune-subset", type=int, default=10000, help="fine-tuning images (of 50,000)")
     parser.add_argument("--finetune-lr", type=float, default=0.02)
     parser.add_argument("--pretrain-epochs", type=int, default=5)
+    parser.add_argument("--costs", action="store_true", help="time each block's training step against the plain "
+                        "net (interleaved rounds; run on an otherwise idle machine) into costs.json")
     parser.add_argument("--pretrained", type=pathlib.Path, default=pathlib.Path("runs/finetune_attention"),
                         help="where finetune_attention.py keeps (or this script makes) the first-task network")
     parser.add_argument("--test-subset", type=int, default=None, help="for a quick check only")
@@ -284,11 +306,15 @@ def main() -> None:
         raise SystemExit(f"{args.archive} not found: this benchmark needs the shared CIFAR-10 copy")
     for part in (*PARTS, "starts") if args.part == "all" else () if args.part == "report" else (args.part,):
         run_part(part, tree, args)
+    if args.costs:
+        step_costs(args.blocks, args.out / "costs.json")
     starts_report(args)
     parts = {part: read_groups(args.out / part / "results.csv") for part in PARTS
              if (args.out / part / "results.csv").exists()}
     if parts:
-        table = combined_table(parts)
+        costs_file = args.out / "costs.json"
+        costs = json.loads(costs_file.read_text())["ratios"] if costs_file.exists() else {}
+        table = combined_table(parts, costs)
         (args.out / "results.md").write_text(table + "\n" + "\n".join(budget(part, args) for part in parts) + "\n")
         plot(parts, args.out / "results.png", "ResNet-20, CIFAR-10: every block under one recipe; error bars: std over seeds")
         print(table)

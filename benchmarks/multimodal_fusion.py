@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from plugattn.data.avmnist import AVMNISTOptions
 from plugattn.data.paired import PairedBundle, PairedTensors, avmnist_bundle
 from plugattn.inspection import capture
-from plugattn.profiling import count_macs, count_parameters
+from plugattn.profiling import count_macs, count_parameters, measure_step_times
 from plugattn.recipe import ModelRecipe, build_multimodal
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -170,23 +170,10 @@ def step_costs(data: PairedBundle, parts: dict, rounds: int = 7, steps: int = 4)
     """Seconds per training step (batch 128) of each fusion and late fusion, interleaved per round."""
     names = ["late fusion", "mmtm (σ gate, code)", "mmtm (2σ gate)", "se-sum", "concat + SE", "concat + SE (identity start)",
              "concat + CBAM", "early + SE"]
-    models = {name: build(name, data, 0) for name in names}
+    models = [build(name, data, 0) for name in names]
     inputs, labels = parts["train"]
-    x, y = [t[:128] for t in inputs], labels[:128]
-    optimizers = {name: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) for name, model in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(rounds + 1):
-        for name, model in models.items():
-            model.train()
-            started = time.perf_counter()
-            for _ in range(steps):
-                loss = F.cross_entropy(model(*x), y)
-                optimizers[name].zero_grad(set_to_none=True)
-                loss.backward()
-                optimizers[name].step()
-            if round_index:  # the first round warms up
-                times[name].append((time.perf_counter() - started) / steps)
-    return times
+    times = measure_step_times(models, tuple(t[:128] for t in inputs), labels[:128], rounds=rounds, steps=steps)
+    return dict(zip(names, times))
 
 
 def main() -> None:

@@ -64,6 +64,30 @@ def measure_latency(
     return [statistics.median(times) for times in samples]
 
 
+def measure_step_times(
+    models: Sequence[nn.Module], x: Tensor | tuple[Tensor, ...], target: Tensor, *, rounds: int = 7, steps: int = 4,
+    lr: float = 0.01,
+) -> list[list[float]]:
+    """Seconds per training step (forward, cross-entropy, backward, SGD step) of each model on ``x``, one value per
+    round (the mean of ``steps`` steps; a first round warms up and is dropped), the models interleaved within every
+    round so that they share the machine's state: read ratios between them, per round or their median."""
+    inputs = x if isinstance(x, tuple) else (x,)
+    optimizers = [torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) for model in models]
+    samples: list[list[float]] = [[] for _ in models]
+    for round_index in range(rounds + 1):
+        for index, (model, optimizer) in enumerate(zip(models, optimizers)):
+            model.train()
+            start = time.perf_counter()
+            for _ in range(steps):
+                loss = nn.functional.cross_entropy(model(*inputs), target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            if round_index:
+                samples[index].append((time.perf_counter() - start) / steps)
+    return samples
+
+
 @dataclass
 class ProfileReport:
     """What :func:`profile` measured. MACs count convolutions and linear layers only (papers' convention)."""

@@ -34,7 +34,8 @@ from plugattn.blocks.builder import attention_builder
 from plugattn.models.units import POSITIONS, ResidualUnit, default_position
 
 KINDS = (*POSITIONS, "after")
-"""``standard``, ``pre``, ``post`` and ``identity`` are residual-unit positions; ``after`` any other module."""
+"""``standard``, ``pre``, ``post``, ``identity`` and ``prenorm`` are residual-unit positions; ``after`` any other
+module."""
 
 
 @dataclass(frozen=True)
@@ -583,20 +584,22 @@ def attach(
     :func:`insertion_points` — a residual unit's name uses ``position``, any other module's gets the block
     after it — or the :class:`InsertionPoint` objects :func:`insertion_points` returned (their kind and
     channels are used as they are: a point found with ``example_input`` needs none the second time).
-    ``position`` (None: the block's official place, ``prenorm`` for SimAM and ``standard`` for the others; see
-    :data:`~plugattn.models.POSITIONS`). ``stages`` (1-based) filters residual units. Channel counts (and dims, for CBAM/spatial gates) are
-    inferred; ``example_input`` lets a dry run find those the modules do not declare. ``init="identity"``
+    ``position`` (None: the block's official place where the units have it, ``prenorm`` for SimAM; else
+    ``standard``; see :data:`~plugattn.models.POSITIONS`). ``stages`` (1-based) filters residual units. Channel
+    counts (and dims, for CBAM/spatial gates) are inferred; ``example_input`` lets a dry run find those the modules do not declare. ``init="identity"``
     inserts every block as the exact identity (:class:`~plugattn.blocks.IdentityStart`: the model's outputs
     are unchanged until the blocks learn); ``"paper"`` as the papers build them. Options go to the blocks.
     A point that already holds a block raises unless ``replace=True``.
     """
     model = _check_model(model)
-    position = default_position(attention) if position is None else position
-    if position not in POSITIONS:
+    if position is not None and position not in POSITIONS:
         raise ValueError(f"position must be one of {', '.join(map(repr, POSITIONS))}; got {position!r}")
     if isinstance(where, str) and where == "stage" and example_input is None:
         example_input = _default_example(model)
     points = insertion_points(model, example_input)
+    if position is None:  # the block's official place where this model's units have it
+        official = default_position(attention)
+        position = official if any(point.kind == official for point in points) else "standard"
     chosen = _resolve(model, points, where, position, example_input)
     if stages is not None:
         stage_set = {stages} if isinstance(stages, int) else set(stages)

@@ -307,3 +307,6 @@ def test_attach_prenorm_into_torchvision_units_and_detach():
         torch.testing.assert_close(unit(y), unit.relu(normed + y))
         plugattn.detach(model)
         torch.testing.assert_close(model(x), before)
+    convnext = attach(torchvision.models.convnext_tiny(), "simam")  # no BatchNorm to sit before: standard
+    assert {p.kind for p in plugattn.insertion_points(convnext) if p.name == "features.1.0"} == {"standard", "pre", "post"}
+    assert len(plugattn.attached_blocks(convnext)) == 18

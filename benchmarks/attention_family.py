@@ -255,7 +255,7 @@ def quartiles(ratios: list[float]) -> str:
 
 def plot(parts: dict[str, dict[str, dict[str, float]]], path: pathlib.Path, title: str) -> None:
     """Δ top-1 against each setting's control, one panel per setting, error bars: std over seeds."""
-    figure = Figure(figsize=(4.5 * len(parts) + 1, 4.2), dpi=100)
+    figure = Figure(figsize=(5 * len(parts) + 1.5, 4.4), dpi=100)
     for axes, (part, groups) in zip(np.atleast_1d(figure.subplots(1, len(parts), sharey=False)), parts.items()):
         names = [name for name in groups if name != "none"]
         control = groups["none"]
@@ -263,14 +263,14 @@ def plot(parts: dict[str, dict[str, dict[str, float]]], path: pathlib.Path, titl
         spreads = np.array([groups[name]["std"] * 100 for name in names])
         positions = np.arange(len(names))
         colours = ["tab:green" if delta > 0 else "tab:red" for delta in deltas]
-        axes.barh(positions, deltas, xerr=spreads, capsize=3, color=colours)
-        axes.axvspan(-control["std"] * 100, control["std"] * 100, color="0.85", label="control ± std")
+        axes.axvspan(-control["std"] * 100, control["std"] * 100, color="0.88", label="control ± std", zorder=0)
+        axes.barh(positions, deltas, xerr=spreads, capsize=3, color=colours, zorder=2)
         axes.axvline(0, color="0.3", linewidth=1)
         axes.set_yticks(positions, names)
         axes.invert_yaxis()
         axes.set_xlabel("Δ test top-1 against the plain net (points)")
         axes.set_title(f"{part}: control {control['mean']:.2%} ± {control['std']:.2%}", fontsize=9)
-        axes.legend(loc="lower right", fontsize=8)
+        axes.legend(loc="best", fontsize=8)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path)

@@ -42,6 +42,7 @@ from plugattn.profiling import measure_step_times
 from plugattn.sweep import sweep
 from plugattn.training import TrainConfig, evaluate_model
 from plugattn.training.evaluation import load_trained
+from plugattn.training.setup import subset_order
 
 FAMILY = ("se", "cbam", "bam", "eca", "coord", "simam", "triplet", "gc", "scse")
 PARTS = ("scratch", "finetune")
@@ -62,8 +63,8 @@ def budget(part: str, args: argparse.Namespace) -> str:
             + (f"first {args.test_subset:,} test images" if args.test_subset else "full 10,000-image test set"))
 
 
-def run_part(part: str, tree: pathlib.Path, args: argparse.Namespace) -> float:
-    """Run (or resume) one part's sweep; returns its wall time in seconds."""
+def run_part(part: str, tree: pathlib.Path, args: argparse.Namespace) -> None:
+    """Run (or resume) one part's sweep and print its table, budget and wall time."""
     started = time.perf_counter()
     common = dict(model="resnet20", dataset=f"imagefolder:{tree}", batch_size=128, momentum=0.9, weight_decay=5e-4,
                   schedule="cosine", reduction=None, progress=False, test_subset=args.test_subset)
@@ -83,11 +84,11 @@ def run_part(part: str, tree: pathlib.Path, args: argparse.Namespace) -> float:
     wall = time.perf_counter() - started
     print((args.out / part / "results.md").read_text())
     print(budget(part, args) + f"; wall time {wall / 60:.1f} min on {torch.get_num_threads()} threads")
-    return wall
 
 
-def step_costs(blocks: list[str], path: pathlib.Path, rounds: int = 7) -> dict[str, list[float]]:
-    """Each block's ResNet-20 training step (batch 128, CIFAR size) over the plain net's, per interleaved round."""
+def step_costs(blocks: list[str], path: pathlib.Path, rounds: int = 7) -> None:
+    """Each block's ResNet-20 training step (batch 128, CIFAR size) over the plain net's, per interleaved round,
+    written to ``path``."""
     torch.manual_seed(0)
     names = ["none", *blocks]
     models = [create_model("resnet20", attention=name) for name in names]
@@ -95,16 +96,14 @@ def step_costs(blocks: list[str], path: pathlib.Path, rounds: int = 7) -> dict[s
     ratios = {name: [t / plain for t, plain in zip(own, times[0])] for name, own in zip(names, times)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"rounds": rounds, "threads": torch.get_num_threads(), "ratios": ratios}, indent=1))
-    return ratios
 
 
 def validation_indices(train_size: int, subset: int) -> list[int]:
-    """The last ``VALIDATION`` images of the fixed permutation whose first ``subset`` the runs train on
-    (plugattn.training.setup.subset's): images no run sees."""
-    order = torch.randperm(train_size, generator=torch.Generator().manual_seed(1234)).tolist()
+    """The last ``VALIDATION`` images of the fixed permutation whose first ``subset`` the runs train on: images
+    no run sees."""
     if subset + VALIDATION > train_size:
         raise SystemExit(f"--finetune-subset {subset} leaves fewer than {VALIDATION} images for validation")
-    return order[-VALIDATION:]
+    return subset_order(train_size)[-VALIDATION:]
 
 
 def run_statistics(run_dir: pathlib.Path, subset: int) -> dict[str, float]:
@@ -213,7 +212,7 @@ def read_groups(path: pathlib.Path) -> dict[str, dict[str, float]]:
         members = [row for row in rows if row["attention"] == name]
         top1 = [float(row["top1"]) for row in members]
         groups[name] = {"runs": len(members), "mean": statistics.fmean(top1),
-                        "std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
+                        "std": stdev(top1),
                         "params": float(members[0]["params"]), "macs": float(members[0]["macs"]),
                         "train_seconds": statistics.fmean(float(row["train_seconds"]) for row in members),
                         **{key: float(members[0][key]) for key in ("latency_b1", "latency_b8") if members[0].get(key)}}

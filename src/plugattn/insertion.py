@@ -245,7 +245,7 @@ def _has_shortcut(unit: nn.Module, spec: ResidualSpec) -> bool:
 def _ends_in_norm(unit: nn.Module, spec: ResidualSpec) -> bool:
     """Whether the unit's branch ends in a BatchNorm, before which a block can go (``prenorm``)."""
     if isinstance(unit, ResidualUnit):
-        return unit.has_final_norm
+        return "prenorm" in unit.available_positions()
     return isinstance(getattr(unit, spec.branch_end, None), nn.modules.batchnorm._BatchNorm)
 
 
@@ -597,9 +597,8 @@ def attach(
     if isinstance(where, str) and where == "stage" and example_input is None:
         example_input = _default_example(model)
     points = insertion_points(model, example_input)
-    if position is None:  # the block's official place where this model's units have it
-        official = default_position(attention)
-        position = official if any(point.kind == official for point in points) else "standard"
+    if position is None:
+        position = default_position(attention, {point.kind for point in points})
     chosen = _resolve(model, points, where, position, example_input)
     if stages is not None:
         stage_set = {stages} if isinstance(stages, int) else set(stages)
@@ -645,12 +644,10 @@ def _install(model: nn.Module, point: InsertionPoint, build: Callable[..., nn.Mo
     owner.add_module(attribute, block)
     spec = residual_spec(module)
     placeholder = None
-    if point.kind == "standard":
+    if point.kind in ("standard", "prenorm"):  # after the branch's last module, or before it
         target = getattr(module, spec.branch_end)
     elif point.kind == "pre":
         target = getattr(module, spec.branch_start)
-    elif point.kind == "prenorm":
-        target = getattr(module, spec.branch_end)
     elif point.kind == "identity":
         target = getattr(module, spec.shortcut)
         if target is None:

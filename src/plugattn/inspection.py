@@ -217,7 +217,7 @@ def gate_spread(model: nn.Module, images: Tensor, *, batch_size: int = 256) -> d
     spread 0."""
     model.eval()
     blends = {name: block.blend() for name, block in find_attention_blocks(model) if isinstance(block, IdentityStart)}
-    sums: dict[str, dict[str, list[float]]] = {}
+    sums: dict[str, dict[str, float]] = {}
     with capture(model) as seen:
         for start in range(0, len(images), batch_size):
             model(images[start : start + batch_size])

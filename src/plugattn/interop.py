@@ -50,8 +50,8 @@ import pathlib
 import pickle
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open

@@ -27,7 +27,6 @@ from plugattn.blocks.pooling import global_pool
 COMBINES = ("sum", "product")
 
 
-
 class BAMChannel(nn.Module):
     """``M_c``: the global mean (N, C) → Linear → BatchNorm1d → ReLU → Linear, as logits (N, C)."""
 

@@ -25,7 +25,6 @@ POOLINGS = ("att", "avg")
 FUSIONS = ("add", "mul")
 
 
-
 def _transform(channels: int, hidden: int, dims: int, factory: dict) -> nn.Sequential:
     conv = CONV[dims]
     layers = nn.Sequential(conv(channels, hidden, 1, **factory), nn.LayerNorm([hidden] + [1] * dims, **factory),

@@ -75,9 +75,10 @@ def zero_start(block: nn.Module, gate: str = "2sigmoid") -> nn.Module:
     ``"1+tanh"``, both 1 at 0). Returns ``block``, changed in place. Raises ``ValueError`` for a block
     that cannot start this way (parameter-free SimAM; BAM's ``1 + σ`` residual gate; non-sigmoid gates)."""
     require_choice("gate", gate, tuple(ZERO_GATES.values()))
-    layers = getattr(block, "gate_logit_layers", None)
+    declared = getattr(block, "gate_logit_layers", None)
+    layers = declared() if callable(declared) else None
     name = type(block).__name__
-    if layers is None or layers() is None:
+    if layers is None:
         raise ValueError(f"{name} cannot start from zeroed gate logits (no layer of it produces gate logits that "
                          f"can be zero at the identity); use init='identity' or 'identity-boost'")
     gates = [module for _, module in find_gates(block) if module.function != "softmax"]
@@ -85,7 +86,7 @@ def zero_start(block: nn.Module, gate: str = "2sigmoid") -> nn.Module:
     if wrong:
         raise ValueError(f"a zero start replaces sigmoid gates by one worth 1 at 0; {name} has {wrong} gates")
     with torch.no_grad():
-        for layer in layers():
+        for layer in layers:
             for parameter in layer.parameters():
                 parameter.zero_()
     for module in gates:

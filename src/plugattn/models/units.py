@@ -9,7 +9,7 @@ post-activation units only).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import torch
 from torch import Tensor, nn
@@ -23,9 +23,11 @@ OFFICIAL_POSITIONS = {"simam": "prenorm"}
 """Blocks whose official networks put them elsewhere than ``standard`` (the default position of the rest)."""
 
 
-def default_position(attention: str | None) -> str:
-    """Where ``attention`` goes in a residual unit when no position is given: its official networks' place."""
-    return OFFICIAL_POSITIONS.get(attention or "", "standard")
+def default_position(attention: str | None, available: Collection[str] = POSITIONS) -> str:
+    """Where ``attention`` goes in a residual unit when no position is given: its official networks' place where
+    ``available`` (the positions the model's units offer) has it, else ``standard``."""
+    official = OFFICIAL_POSITIONS.get(attention or "", "standard")
+    return official if official in available else "standard"
 
 AttentionBuilder = Callable[[int], nn.Module]
 """Builds the attention block for a feature map with the given number of channels."""
@@ -51,6 +53,11 @@ class ResidualUnit(nn.Module):
         self.gated_add = False
         self.fast = False
 
+    @classmethod
+    def available_positions(cls) -> tuple[str, ...]:
+        """The positions this unit type offers: ``prenorm`` only where the branch ends in a BatchNorm."""
+        return POSITIONS if cls.has_final_norm else tuple(p for p in POSITIONS if p != "prenorm")
+
     def add_attention(self, build: AttentionBuilder, position: str) -> None:
         """Place ``build(channels)`` at ``position``; ``pre`` sees the unit's input channels, the rest its output."""
         self.set_attention(build(self.in_channels if position == "pre" else self.out_channels), position)
@@ -59,7 +66,7 @@ class ResidualUnit(nn.Module):
         """Put ``block`` (None: no attention) at ``position``; at ``standard``, blocks whose ``forward(x, identity)``
         adds the shortcut themselves (``fuses_addition``) are called that way, saving one pass over memory."""
         self.position = require_choice("position", position, POSITIONS)
-        if position == "prenorm" and not self.has_final_norm:
+        if position not in self.available_positions():
             raise ValueError(f"position 'prenorm' (before the residual branch's final BatchNorm) needs a post-activation "
                              f"unit; {type(self).__name__}'s branch does not end in a BatchNorm")
         self.attention = block

@@ -169,8 +169,8 @@ Extra keywords go to the blocks.
     attention = prefix or (None if attention in (None, "none") else attention)
     num_classes = entry.default_classes if num_classes is None else require_num_classes(num_classes)
     require_choice("global_pool", global_pool, GLOBAL_POOLS)
-    if position is None:  # the block's official place where the units have it (pre-activation ones: standard)
-        position = default_position(attention) if entry.build.args[0].has_final_norm else "standard"
+    if position is None:
+        position = default_position(attention, entry.build.args[0].available_positions())
     require_choice("position", position, POSITIONS)
     stages = _check_stages(stages, entry, name)
     in_channels = require_positive_int("in_channels", in_channels)

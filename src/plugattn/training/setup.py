@@ -120,12 +120,18 @@ def build_model(config: TrainConfig, data: Data, *, load_weights: bool = True) -
                              load_weights=load_weights)
 
 
+def subset_order(length: int) -> list[int]:
+    """The fixed permutation of ``length`` indices whose first ``size`` make every ``train_subset``/``test_subset``
+    (the rest are images no such run sees)."""
+    return torch.randperm(length, generator=torch.Generator().manual_seed(1234)).tolist()
+
+
 def subset(dataset: torch.utils.data.Dataset, size: int | None, name: str) -> torch.utils.data.Dataset:
     if size is None or size >= len(dataset):
         return dataset
     if size < 1:
         raise ValueError(f"{name} must be >= 1, got {size}")
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(1234))[:size].tolist()
+    order = subset_order(len(dataset))[:size]
     return dataset.subset(order) if isinstance(dataset, FolderImages) else Subset(dataset, order)
 
 

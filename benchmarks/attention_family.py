@@ -11,11 +11,14 @@ resume when the script is run again):
   each run's top-1 on 5,000 held-out training images (validation: the images no run trains on) and how much
   its gates vary after fine-tuning (:func:`plugattn.inspection.gate_spread` on 1,000 of those images).
 The first two report top-1 mean ± std over seeds and Δ against the control (the plain net, same budget and seeds),
-parameters, MACs, forward latency over the plain net's at batch 1 and 8, and training time.
+parameters, MACs and training time. ``--costs`` times, on an otherwise idle machine, each block's forward at batch 1
+and 8 and its training step over the plain net's, interleaved (the training runs do not time anything: they share
+the machine with whatever else runs).
 
 Run:  .venv/bin/python benchmarks/attention_family.py [--part scratch|finetune|starts|all] [--seeds 0,1,2]
 Writes runs/attention_family/{scratch,finetune,starts}/results.{csv,md,png}, runs/attention_family/results.{md,png}
-and runs/attention_family/starts.{md,png}.
+and runs/attention_family/starts.{md,png}; the summaries (tables, per-run rows, costs) are copied to
+benchmarks/results/attention_family/, which is kept in the repository.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import csv
 import json
 import pathlib
+import shutil
 import statistics
 import time
 
@@ -38,7 +42,7 @@ from plugattn import create_model, list_attention
 from plugattn.blocks import find_attention_blocks
 from plugattn.data import collate_skipping
 from plugattn.inspection import gate_spread
-from plugattn.profiling import measure_step_times
+from plugattn.profiling import measure_latency, measure_step_times
 from plugattn.sweep import sweep
 from plugattn.training import TrainConfig, evaluate_model
 from plugattn.training.evaluation import load_trained
@@ -49,6 +53,7 @@ PARTS = ("scratch", "finetune")
 STARTS = ("identity", "identity-boost", "zero-sigmoid", "zero-tanh")
 STARTS_BLOCKS = ("se", "cbam", "coord")
 VALIDATION = 5000
+KEPT = pathlib.Path(__file__).parent / "results" / "attention_family"
 
 
 def budget(part: str, args: argparse.Namespace) -> str:
@@ -80,22 +85,28 @@ def run_part(part: str, tree: pathlib.Path, args: argparse.Namespace) -> None:
             grid = {"attention": ["none", *first, *(name for name in args.blocks if name not in first)], "seed": args.seeds}
         else:
             grid = {"attention": list(STARTS_BLOCKS), "init": list(STARTS[1:]), "seed": args.seeds}
-    sweep(base, grid, args.out / part, control=part != "starts", latency_rounds=0 if part == "starts" else 20)
+    sweep(base, grid, args.out / part, control=part != "starts", latency_rounds=0)
     wall = time.perf_counter() - started
     print((args.out / part / "results.md").read_text())
     print(budget(part, args) + f"; wall time {wall / 60:.1f} min on {torch.get_num_threads()} threads")
 
 
-def step_costs(blocks: list[str], path: pathlib.Path, rounds: int = 7) -> None:
-    """Each block's ResNet-20 training step (batch 128, CIFAR size) over the plain net's, per interleaved round,
-    written to ``path``."""
+def measure_costs(blocks: list[str], path: pathlib.Path, rounds: int = 7) -> None:
+    """Each block's ResNet-20 (CIFAR size) over the plain net's, per interleaved round: forward in eval mode at
+    batch 1 and 8 (the median of 20 calls per round) and the training step at batch 128; written to ``path``."""
     torch.manual_seed(0)
     names = ["none", *blocks]
     models = [create_model("resnet20", attention=name) for name in names]
+    costs: dict[str, dict[str, list[float]]] = {}
+    for batch_size in (1, 8):
+        sample = torch.randn(batch_size, 3, 32, 32)
+        per_round = [measure_latency(models, sample, rounds=20) for _ in range(rounds)]
+        costs[f"latency_b{batch_size}"] = {name: [seconds[index] / seconds[0] for seconds in per_round]
+                                           for index, name in enumerate(names)}
     times = measure_step_times(models, torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,)), rounds=rounds)
-    ratios = {name: [t / plain for t, plain in zip(own, times[0])] for name, own in zip(names, times)}
+    costs["train_step"] = {name: [t / plain for t, plain in zip(own, times[0])] for name, own in zip(names, times)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"rounds": rounds, "threads": torch.get_num_threads(), "ratios": ratios}, indent=1))
+    path.write_text(json.dumps({"rounds": rounds, "threads": torch.get_num_threads(), **costs}, indent=1))
 
 
 def validation_indices(train_size: int, subset: int) -> list[int]:
@@ -214,14 +225,14 @@ def read_groups(path: pathlib.Path) -> dict[str, dict[str, float]]:
         groups[name] = {"runs": len(members), "mean": statistics.fmean(top1),
                         "std": stdev(top1),
                         "params": float(members[0]["params"]), "macs": float(members[0]["macs"]),
-                        "train_seconds": statistics.fmean(float(row["train_seconds"]) for row in members),
-                        **{key: float(members[0][key]) for key in ("latency_b1", "latency_b8") if members[0].get(key)}}
+                        "train_seconds": statistics.fmean(float(row["train_seconds"]) for row in members)}
     return groups
 
 
-def combined_table(parts: dict[str, dict[str, dict[str, float]]], costs: dict[str, list[float]]) -> str:
-    """One row per block: both settings' top-1 and Δ against their control, costs from the scratch part, and the
-    training step over the plain net's (median and quartiles of the interleaved rounds) when measured."""
+def combined_table(parts: dict[str, dict[str, dict[str, float]]], costs: dict[str, dict[str, list[float]]]) -> str:
+    """One row per block: both settings' top-1 and Δ against their control, parameters, MACs and training time
+    from the scratch part, and the forward latencies and training step over the plain net's (median and quartiles
+    of the interleaved rounds) when ``--costs`` measured them."""
     lines = ["| attention | from scratch | Δ | fine-tuned, identity start | Δ | params | MACs | latency b1 | latency b8 |"
              " train step | train s (scratch) |", "|" + "---|" * 11]
     names = list(dict.fromkeys(name for groups in parts.values() for name in groups))
@@ -240,8 +251,9 @@ def combined_table(parts: dict[str, dict[str, dict[str, float]]], costs: dict[st
         cost = costs_from[name]
         cells += [f"{cost['params'] / 1e6:.4f} M" + ("" if name == "none" else f" ({cost['params'] / control['params'] - 1:+.1%})"),
                   f"{cost['macs'] / 1e6:.2f} M" + ("" if name == "none" else f" ({cost['macs'] / control['macs'] - 1:+.1%})"),
-                  *(f"×{cost[key]:.2f}" if key in cost else "" for key in ("latency_b1", "latency_b8")),
-                  quartiles(costs[name]) if name in costs else "", f"{cost['train_seconds']:.0f}"]
+                  *(quartiles(costs[key][name]) if name in costs.get(key, {}) else ""
+                    for key in ("latency_b1", "latency_b8", "train_step")),
+                  f"{cost['train_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -287,8 +299,8 @@ def main() -> None:
     parser.add_argument("--finetune-subset", type=int, default=10000, help="fine-tuning images (of 50,000)")
     parser.add_argument("--finetune-lr", type=float, default=0.02)
     parser.add_argument("--pretrain-epochs", type=int, default=5)
-    parser.add_argument("--costs", action="store_true", help="time each block's training step against the plain "
-                        "net (interleaved rounds; run on an otherwise idle machine) into costs.json")
+    parser.add_argument("--costs", action="store_true", help="time each block's forward (batch 1, 8) and training "
+                        "step against the plain net (interleaved rounds; run on an otherwise idle machine) into costs.json")
     parser.add_argument("--pretrained", type=pathlib.Path, default=pathlib.Path("runs/finetune_attention"),
                         help="where finetune_attention.py keeps (or this script makes) the first-task network")
     parser.add_argument("--test-subset", type=int, default=None, help="for a quick check only")
@@ -306,17 +318,29 @@ def main() -> None:
     for part in (*PARTS, "starts") if args.part == "all" else () if args.part == "report" else (args.part,):
         run_part(part, tree, args)
     if args.costs:
-        step_costs(args.blocks, args.out / "costs.json")
+        measure_costs(args.blocks, args.out / "costs.json")
     starts_report(args)
     parts = {part: read_groups(args.out / part / "results.csv") for part in PARTS
              if (args.out / part / "results.csv").exists()}
     if parts:
         costs_file = args.out / "costs.json"
-        costs = json.loads(costs_file.read_text())["ratios"] if costs_file.exists() else {}
+        costs = json.loads(costs_file.read_text()) if costs_file.exists() else {}
         table = combined_table(parts, costs)
         (args.out / "results.md").write_text(table + "\n" + "\n".join(budget(part, args) for part in parts) + "\n")
         plot(parts, args.out / "results.png", "ResNet-20, CIFAR-10: every block under one recipe; error bars: std over seeds")
         print(table)
+    keep_summaries(args.out)
+
+
+def keep_summaries(out: pathlib.Path) -> None:
+    """Copy the tables, plots, per-run rows and costs (not the checkpoints) to ``KEPT``."""
+    KEPT.mkdir(parents=True, exist_ok=True)
+    for name in ("results.md", "results.png", "starts.md", "starts.png", "costs.json"):
+        if (out / name).exists():
+            shutil.copyfile(out / name, KEPT / name)
+    for part in (*PARTS, "starts"):
+        if (out / part / "results.csv").exists():
+            shutil.copyfile(out / part / "results.csv", KEPT / f"{part}.csv")
 
 
 if __name__ == "__main__":

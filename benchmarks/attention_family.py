@@ -4,9 +4,11 @@ Two settings users meet, each a resumable part with its own budget (finished run
 resume when the script is run again):
 - ``scratch``: ResNet-20 trained from scratch on the CIFAR-10 JPEG copy in ../shared/data, each block at the
   zoo's official placement (every residual unit; BAM between stages; GC in stages 2-3) with its own defaults;
-- ``finetune``: the same blocks inserted as the exact identity (``init=identity``) into the ResNet-20 that
-  benchmarks/finetune_attention.py pretrains on classes 0-4, then fine-tuned on all ten classes;
-- ``starts``: the identity starts compared (``identity`` from the finetune part, ``identity-boost``,
+- ``finetune``: the same blocks inserted as the exact identity with the insertion default
+  (``init=identity-boost``) into the ResNet-20 that benchmarks/finetune_attention.py pretrains on classes 0-4, then
+  fine-tuned on all ten classes; with them ``static``, a learnt per-channel scale ``x·σ(b)`` that ignores its
+  input, started alike: the control for "the attention, or just a learnt scale of each residual branch?";
+- ``starts``: the identity starts compared (``identity-boost`` from the finetune part, ``identity``,
   ``zero-sigmoid``, ``zero-tanh``) on SE, CBAM and coordinate attention under the finetune part's recipe, with
   each run's top-1 on 5,000 held-out training images (validation: the images no run trains on) and how much
   its gates vary after fine-tuning (:func:`plugattn.inspection.gate_spread` on 1,000 of those images).
@@ -17,7 +19,7 @@ the machine with whatever else runs).
 
 Run:  .venv/bin/python benchmarks/attention_family.py [--part scratch|finetune|starts|all] [--seeds 0,1,2]
 Writes runs/attention_family/{scratch,finetune,starts}/results.{csv,md,png}, runs/attention_family/results.{md,png}
-and runs/attention_family/starts.{md,png}; the summaries (tables, per-run rows, costs) are copied to
+and runs/attention_family/starts.{md,png,csv}; the summaries (tables, per-run rows, costs) are copied to
 benchmarks/results/attention_family/, which is kept in the repository.
 """
 
@@ -34,12 +36,13 @@ import time
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
 from _cifar10 import ARCHIVE, cifar10_folder
 from finetune_attention import first_task_network
-from plugattn import create_model, list_attention
-from plugattn.blocks import find_attention_blocks
+from plugattn import create_model, list_attention, register_attention
+from plugattn.blocks import INSERTION_INIT, GateActivation, find_attention_blocks
 from plugattn.data import collate_skipping
 from plugattn.inspection import gate_spread
 from plugattn.profiling import measure_latency, measure_step_times
@@ -50,10 +53,28 @@ from plugattn.training.setup import subset_order
 
 FAMILY = ("se", "cbam", "bam", "eca", "coord", "simam", "triplet", "gc", "scse")
 PARTS = ("scratch", "finetune")
-STARTS = ("identity", "identity-boost", "zero-sigmoid", "zero-tanh")
+STARTS = ("identity-boost", "identity", "zero-sigmoid", "zero-tanh")
+CONTROL_BLOCK = "static"
 STARTS_BLOCKS = ("se", "cbam", "coord")
 VALIDATION = 5000
 KEPT = pathlib.Path(__file__).parent / "results" / "attention_family"
+
+
+class StaticGate(nn.Module):
+    """``x·σ(b)``: a learnt scale per channel that ignores its input (``b`` from 0, so 0.5 at first, as SE's gates
+    start near 0.5). Inserted like the blocks, it asks whether their gain is attention or a learnt branch scale."""
+
+    def __init__(self, channels: int, **_options: object) -> None:
+        super().__init__()
+        self.logit = nn.Parameter(torch.zeros(channels))
+        self.gate = GateActivation("channel")
+
+    def forward(self, x: Tensor) -> Tensor:
+        weights = self.gate(self.logit.expand(x.shape[0], -1))
+        return x * weights.view(*weights.shape, *(1,) * (x.dim() - 2))
+
+
+register_attention(CONTROL_BLOCK, StaticGate, overwrite=True)
 
 
 def budget(part: str, args: argparse.Namespace) -> str:
@@ -62,7 +83,7 @@ def budget(part: str, args: argparse.Namespace) -> str:
         args.finetune_epochs, args.finetune_subset, args.finetune_lr)
     start = ("from scratch" if part == "scratch" else
              f"from the ResNet-20 pretrained on classes 0-4 ({args.pretrain_epochs} epochs x 25,000 images), "
-             "blocks inserted as the identity")
+             f"blocks inserted as the identity (init={INSERTION_INIT})")
     return (f"{part}: {start}; {epochs} epochs x {subset:,} training images, batch 128, SGD (Nesterov, momentum 0.9, "
             f"wd 5e-4) lr {lr} cosine, {len(args.seeds)} seeds, each block's own defaults, "
             + (f"first {args.test_subset:,} test images" if args.test_subset else "full 10,000-image test set"))
@@ -79,12 +100,14 @@ def run_part(part: str, tree: pathlib.Path, args: argparse.Namespace) -> None:
     else:
         _, weights = first_task_network(tree, args.pretrained, args.pretrain_epochs, None, args.test_subset)
         base = TrainConfig(**common, weights=str(weights), epochs=args.finetune_epochs, train_subset=args.finetune_subset,
-                           lr=args.finetune_lr, warmup_epochs=0.1, init="identity")
-        if part == "finetune":  # the blocks the starts part compares first: it reads their identity runs
+                           lr=args.finetune_lr, warmup_epochs=0.1, init=INSERTION_INIT)
+        if part == "finetune":  # the blocks the starts part compares first: it reads their runs with the default start
             first = [name for name in STARTS_BLOCKS if name in args.blocks]
-            grid = {"attention": ["none", *first, *(name for name in args.blocks if name not in first)], "seed": args.seeds}
+            grid = {"attention": ["none", *first, CONTROL_BLOCK, *(name for name in args.blocks if name not in first)],
+                    "seed": args.seeds}
         else:
-            grid = {"attention": list(STARTS_BLOCKS), "init": list(STARTS[1:]), "seed": args.seeds}
+            grid = {"attention": list(STARTS_BLOCKS), "init": [init for init in STARTS if init != INSERTION_INIT],
+                    "seed": args.seeds}
     sweep(base, grid, args.out / part, control=part != "starts", latency_rounds=0)
     wall = time.perf_counter() - started
     print((args.out / part / "results.md").read_text())
@@ -145,9 +168,9 @@ def starts_report(args: argparse.Namespace) -> None:
             continue
         with path.open() as handle:
             for row in csv.DictReader(handle):
-                if row["attention"] not in ("none", *STARTS_BLOCKS):
+                if row["attention"] not in ("none", *STARTS_BLOCKS, CONTROL_BLOCK):
                     continue
-                init = "none" if row["attention"] == "none" else row.get("init") or "identity"
+                init = "none" if row["attention"] == "none" else row.get("init") or INSERTION_INIT
                 stats = run_statistics(args.out / part / row["run"], args.finetune_subset)
                 rows.append({"attention": row["attention"], "init": init, "seed": row["seed"],
                              "top1": float(row["top1"]), **stats})
@@ -157,7 +180,7 @@ def starts_report(args: argparse.Namespace) -> None:
     lines = ["| block | start | runs | validation top-1 | test top-1 | Δ test vs plain | gate spread | gate shift |",
              "|" + "---|" * 8]
     figure_rows = []
-    for attention in ("none", *STARTS_BLOCKS):
+    for attention in ("none", CONTROL_BLOCK, *STARTS_BLOCKS):
         for init in ("none",) if attention == "none" else STARTS:
             members = [row for row in rows if row["attention"] == attention and row["init"] == init]
             if not members:
@@ -170,9 +193,13 @@ def starts_report(args: argparse.Namespace) -> None:
             cells.append("control" if attention == "none" else f"{delta:+.2f} pp")
             cells += [f"{statistics.fmean(v):.4f} ± {stdev(v):.4f}" if v else "" for v in (spread, shift)]
             lines.append("| " + " | ".join(cells) + " |")
-            if attention != "none":
+            if attention not in ("none", CONTROL_BLOCK):
                 figure_rows.append((attention, init, [m["val_top1"] for m in members], spread))
     (args.out / "starts.md").write_text("\n".join(lines) + "\n")
+    with (args.out / "starts.csv").open("w", newline="") as handle:  # every run's validation and gate measures
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
+        writer.writeheader()
+        writer.writerows(rows)
     print("\n".join(lines))
     plot_starts(figure_rows, args.out / "starts.png")
 
@@ -231,14 +258,14 @@ def read_groups(path: pathlib.Path) -> dict[str, dict[str, float]]:
 
 def combined_table(parts: dict[str, dict[str, dict[str, float]]], costs: dict[str, dict[str, list[float]]]) -> str:
     """One row per block: both settings' top-1 and Δ against their control, parameters, MACs and training time
-    from the scratch part, and the forward latencies and training step over the plain net's (median and quartiles
+    from the first part the block ran in (scratch; the static control runs in finetune only), and the forward latencies and training step over the plain net's (median and quartiles
     of the interleaved rounds) when ``--costs`` measured them."""
-    lines = ["| attention | from scratch | Δ | fine-tuned, identity start | Δ | params | MACs | latency b1 | latency b8 |"
-             " train step | train s (scratch) |", "|" + "---|" * 11]
+    lines = [f"| attention | from scratch | Δ | fine-tuned, {INSERTION_INIT} start | Δ | params | MACs | latency b1 |"
+             " latency b8 | train step | train s |", "|" + "---|" * 11]
     names = list(dict.fromkeys(name for groups in parts.values() for name in groups))
-    costs_from = parts.get("scratch") or parts["finetune"]
-    control = costs_from["none"]
     for name in names:
+        costs_from = next(groups for groups in parts.values() if name in groups)  # scratch where it ran
+        control = costs_from["none"]
         cells = [name]
         for part in PARTS:
             group = parts.get(part, {}).get(name)
@@ -335,12 +362,12 @@ def main() -> None:
 def keep_summaries(out: pathlib.Path) -> None:
     """Copy the tables, plots, per-run rows and costs (not the checkpoints) to ``KEPT``."""
     KEPT.mkdir(parents=True, exist_ok=True)
-    for name in ("results.md", "results.png", "starts.md", "starts.png", "costs.json"):
+    for name in ("results.md", "results.png", "starts.md", "starts.png", "starts.csv", "costs.json"):
         if (out / name).exists():
             shutil.copyfile(out / name, KEPT / name)
     for part in (*PARTS, "starts"):
         if (out / part / "results.csv").exists():
-            shutil.copyfile(out / part / "results.csv", KEPT / f"{part}.csv")
+            shutil.copyfile(out / part / "results.csv", KEPT / f"{part}_runs.csv")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,16 @@ and does the attention pay off afterwards?
 
 The script pretrains its own ResNet-20 on CIFAR-10 classes 0-4 (the JPEG copy in ../shared/data), then continues
 from those weights on all ten classes (a new 10-way classifier) as: plain; + SE and + CBAM as the papers build
-them (``init=paper``); + SE and + CBAM starting as the exact identity (``init=identity``); each with several
-seeds and the same budget. It reports each variant's accuracy on the first task right after insertion (before
+them (``init=paper``); + SE and + CBAM starting as the exact identity, with the plain blend
+(``init=identity``) and with the insertion default (``init=identity-boost``); each with several seeds and the
+same budget. It reports each variant's accuracy on the first task right after insertion (before
 any step, with the pretrained 5-way classifier), the 10-class accuracy after fine-tuning (also split into the
 five old and five new classes), parameters, MACs and training time.
 
 Run:  .venv/bin/python benchmarks/finetune_attention.py [--pretrain-epochs 5 --epochs 2 --train-subset 15000]
-Writes runs/finetune_attention/{results.csv,results.md,finetune_attention.png}; finished runs are skipped and
-interrupted ones resume when run again.
+Writes runs/finetune_attention/{results.csv,results.md,finetune_attention.png} (copied to
+benchmarks/results/finetune_attention/, kept in the repository); finished runs are skipped and interrupted ones
+resume when run again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import csv
 import json
 import os
 import pathlib
+import shutil
 import statistics
 import time
 
@@ -33,7 +36,8 @@ from plugattn.sweep import sweep
 from plugattn.training import TrainConfig, evaluate_model, train
 from plugattn.visualisation import plot_before_after
 
-VARIANTS = (("none", None), ("se", "paper"), ("se", "identity"), ("cbam", "paper"), ("cbam", "identity"))
+STARTS = ("paper", "identity", "identity-boost")
+VARIANTS = (("none", None), *((attention, init) for attention in ("se", "cbam") for init in STARTS))
 
 
 def task_tree(source: pathlib.Path, classes: list[str], target: pathlib.Path) -> pathlib.Path:
@@ -109,7 +113,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     base = TrainConfig(**common, weights=str(weights), dataset=f"imagefolder:{tree}", epochs=args.epochs, lr=args.lr,
                        warmup_epochs=0.1, train_subset=args.train_subset)
-    runs = sweep(base, {"attention": ["none", "se", "cbam"], "init": ["paper", "identity"], "seed": seeds},
+    runs = sweep(base, {"attention": ["none", "se", "cbam"], "init": list(STARTS), "seed": seeds},
                  args.out / "finetune")
     first_task_data = load_data(first_task, progress=False)
     rows = []
@@ -147,6 +151,10 @@ def main() -> None:
     plot_before_after(labels, before, after, args.out / "finetune_attention.png",
                       before_label="first task (5 classes), at insertion", after_label="10 classes, after fine-tuning",
                       title=f"ResNet-20 pretrained on CIFAR-10 classes 0-4, fine-tuned on all 10; {len(seeds)} seeds")
+    kept = pathlib.Path(__file__).parent / "results" / "finetune_attention"
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in ("results.csv", "results.md", "finetune_attention.png"):
+        shutil.copyfile(args.out / name, kept / name)
     print(table)
     print(f"budget: pretraining {args.pretrain_epochs} epochs x {args.pretrain_subset or 25000} images (classes 0-4, lr 0.1); fine-tuning "
           f"{args.epochs} epochs x {args.train_subset} images (10 classes, lr {args.lr}, cosine, 0.1-epoch warm-up), "

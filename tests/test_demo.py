@@ -1,7 +1,9 @@
 """The demo's story on real data at a small size: a plain network trained, SE and CBAM inserted as the
-identity (its accuracy unchanged at insertion), fine-tuned against the plain network trained on, pictures."""
+identity (its accuracy unchanged at insertion), fine-tuned against the plain network trained on, how far the
+gates moved, pictures."""
 
 import json
+import re
 
 import pytest
 
@@ -34,7 +36,11 @@ def test_demo_inserts_attention_without_changing_accuracy(tmp_path, capsys, monk
         assert summary["top1"] > 0.15  # 24 steps: above chance (10 classes, 2,000 test pairs)
     else:
         assert "plugattn fetch avmnist" in printed
-    assert "top-1 at insertion" in printed and "+ CBAM (identity)" in printed and "latency batch 8" in printed
+    assert "top-1 at insertion" in printed and "+ CBAM (identity-boost)" in printed and "latency batch 8" in printed
+    assert "how far the inserted gates moved from 1" in printed
+    for network, gate in (("SE", "channel"), ("CBAM", "channel"), ("CBAM", "spatial")):  # one row each, spread > 0
+        row = re.search(rf"{network} +{gate} +([0-9.]+) \(", printed)
+        assert row and float(row.group(1)) > 0, (network, gate)
     assert all(row["latency_b1"] > 0 and row["latency_b8"] > 0 for row in rows)
 
     again = run_demo(tmp_path, train_subset=1024, test_subset=1000, modality_images=512, latency_rounds=2,

@@ -143,7 +143,7 @@ def test_first_run_logs_how_the_model_was_built(image_folder, tmp_path):
                   "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "model: weights:" in result.stdout and "classifier: fc replaced for 3 classes" in result.stdout
-    assert "starting as the exact identity (init='identity')" in result.stdout
+    assert "starting as the exact identity (init='identity-boost')" in result.stdout
 
 
 def test_eval_and_viz_take_a_model_with_its_weights(image_folder, tmp_path):
@@ -193,7 +193,8 @@ def test_eval_and_viz_take_a_model_with_its_weights(image_folder, tmp_path):
 
 def test_a_network_whose_weights_hold_its_attention_starts_as_published(tmp_path):
     """cbam_resnet20 with (its own) CBAM weights: the blocks are part of the network, not inserted, so the default
-    init is the papers' and the output is the published network's; inserting into resnet20 defaults to identity."""
+    init is the papers' and the output is the published network's; inserting into resnet20 defaults to
+    identity-boost."""
     torch.manual_seed(0)
     published = plugattn.create_model("cbam_resnet20", reduction=4).eval()
     weights = _pretrained_file(published, tmp_path / "cbam20.pth")
@@ -201,5 +202,5 @@ def test_a_network_whose_weights_hold_its_attention_starts_as_published(tmp_path
     model, notes = build_model(ModelRecipe(model="cbam_resnet20", reduction=4, weights=weights), num_classes=10)
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(model.eval()(x), published(x)) and any("init='paper'" in note for note in notes)
-    assert ModelRecipe(model="resnet20", attention="cbam", weights=weights).resolved_init() == "identity"
+    assert ModelRecipe(model="resnet20", attention="cbam", weights=weights).resolved_init() == "identity-boost"
     assert ModelRecipe(model="cbam_resnet20", weights=weights, init="identity").resolved_init() == "identity"

@@ -203,6 +203,32 @@ def test_a_run_from_weights_measures_the_model_before_any_step_and_keeps_it_on_r
     assert train(_config(image_folder, tmp_path / "scratch", epochs=1))["start_metrics"] is None
 
 
+def test_an_unset_init_is_recorded_resolved_and_an_older_checkpoints_unset_init_keeps_its_meaning(image_folder, tmp_path):
+    """Runs record the start an unset ``init`` resolved to (identity-boost with weights); a checkpoint written
+    before that, with ``init`` unset, was built as ``identity`` and is rebuilt and resumed as such, never as the
+    new default (whose α = 10·a would silently scale its stored a tenfold)."""
+    from plugattn.blocks import IdentityStart
+    from plugattn.checkpoint import save_checkpoint
+    from plugattn.training.evaluation import load_trained
+
+    train(_config(image_folder, tmp_path / "plain", attention=None, epochs=1))
+    weights = str(tmp_path / "plain" / "last.safetensors")
+    train(_config(image_folder, tmp_path / "boost", weights=weights, epochs=1))
+    assert load_checkpoint(tmp_path / "boost" / "last.safetensors")[1]["config"]["init"] == "identity-boost"
+    train(_config(image_folder, tmp_path / "old", weights=weights, epochs=1, init="identity"))
+    tensors, meta = load_checkpoint(tmp_path / "old" / "last.safetensors")
+    meta["config"]["init"] = None  # as written before the default changed
+    save_checkpoint(tmp_path / "old" / "last.safetensors", tensors, meta)
+    model = load_trained(tmp_path / "old" / "last.safetensors")[0]
+    gains = {module.gain for module in model.modules() if isinstance(module, IdentityStart)}
+    assert gains == {1.0}
+    with pytest.raises(CheckpointError, match="init: checkpoint has 'identity', this run has 'identity-boost'"):
+        train(_config(image_folder, tmp_path / "old", weights=weights, epochs=2), resume=tmp_path / "old" / "last.safetensors")
+    resumed = train(_config(image_folder, tmp_path / "old", weights=weights, epochs=2, init="identity"),
+                    resume=tmp_path / "old" / "last.safetensors")
+    assert resumed["epochs"] == 2
+
+
 BAD = [
     ("missing Fashion-MNIST folder", lambda tmp, folder: TrainConfig(data_dir=str(tmp / "nowhere")),
      DataError, ["train-images-idx3-ubyte.gz", "not found", "apt-get install dataset-fashion-mnist"]),

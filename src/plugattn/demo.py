@@ -1,7 +1,8 @@
 """The main job behind ``make demo``, the story our users live: a trained network first (plain ResNet-20 on
-Fashion-MNIST); then SE and CBAM inserted into it as the exact identity (``init="identity"``: accuracy
-unchanged at insertion, shown) and fine-tuned, against the plain network trained on for the same budget —
-compared in a table (accuracy at insertion and after, parameters, MACs, latency) and in pictures of what the
+Fashion-MNIST); then SE and CBAM inserted into it as the exact identity (the insertion default,
+``init="identity-boost"``: accuracy unchanged at insertion, shown) and fine-tuned, against the plain network
+trained on for the same budget — compared in a table (accuracy at insertion and after, parameters, MACs, latency),
+by how far the inserted gates moved (their spread across channels and positions) and in pictures of what the
 inserted attention learned. Plus the seed's multimodal idea on real data when AV-MNIST's sources are found (MNIST
 digits and spoken digits: a two-stream network with MMTM fusion, its per-modality weights, clean and with each
 modality corrupted); where they are not, the demo says how to fetch them and shows the idea on a stand-in: an SE
@@ -21,8 +22,9 @@ from rich.table import Table
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from plugattn.blocks import SqueezeExcite
+from plugattn.blocks import INSERTION_INIT, SqueezeExcite
 from plugattn.data import BatchTransform, DataBundle, DataError, TensorImages, load_fashion_mnist
+from plugattn.inspection import gate_spread
 from plugattn.models import create_model
 from plugattn.sweep import run_once, sweep
 from plugattn.training import (
@@ -73,6 +75,28 @@ def modality_experiment(data: DataBundle, out: pathlib.Path, *, seed: int = 0, t
                            runtime=Runtime(torch.device("cpu")))
     train_one_epoch(context, 0)
     return channel_group_figure(model, transform(test_x), MODALITIES, out / "modalities.png", block="modality_attention")
+
+
+def print_gate_spread(console: Console, networks: dict[str, nn.Module], data: DataBundle, images: int = 1000) -> None:
+    """Per network and gate kind, how far its inserted gates moved from the identity on the first ``images`` test
+    images (:func:`plugattn.inspection.gate_spread`, effective values, mean and range over the blocks)."""
+    sample = data.transform()(data.test_batch(images)[0])
+    table = Table(title=f"how far the inserted gates moved from 1, on {images:,} test images (effective values; "
+                        "mean over the blocks, their range in brackets)")
+    for column in ("network", "gate", "spread across channels / positions", "mean |g - 1|"):
+        table.add_column(column, justify="left" if column in ("network", "gate") else "right")
+    for label, network in networks.items():
+        per_block = gate_spread(network, sample).values()
+        for kind in ("channel", "spatial", "element"):
+            blocks = [block for block in per_block if f"{kind} spread" in block]
+            if blocks:
+                table.add_row(label, kind, *(_mean_and_range([block[f"{kind} {measure}"] for block in blocks])
+                                             for measure in ("spread", "shift")))
+    console.print(table)
+
+
+def _mean_and_range(values: list[float]) -> str:
+    return f"{sum(values) / len(values):.4f} ({min(values):.4f}-{max(values):.4f})"
 
 
 AV_SEARCH = ("../shared/data", "data")
@@ -131,8 +155,8 @@ def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = No
              modality_images: int = 10000, latency_rounds: int = 20, attention_lr_mult: float = 1.0,
              av_data_dir: str | None = None, av_train_pairs: int = 6000, av_epochs: int = 2,
              av_test_pairs: int | None = None) -> list[dict[str, Any]]:
-    """Train plain, insert SE/CBAM as the identity, fine-tune against the plain network trained on, compare,
-    draw. Everything lands in ``out``; finished steps are skipped and interrupted ones resume when run again.
+    """Train plain, insert SE/CBAM as the identity (:data:`~plugattn.blocks.INSERTION_INIT`), fine-tune against
+    the plain network trained on, compare, measure how far the gates moved, draw. Everything lands in ``out``; finished steps are skipped and interrupted ones resume when run again.
     Returns the fine-tuning runs' rows (see :func:`plugattn.sweep.sweep`)."""
     out = pathlib.Path(out)
     data = load_fashion_mnist(data_dir)
@@ -142,8 +166,9 @@ def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = No
     console.rule(f"1. a plain ResNet-20 trained on Fashion-MNIST ({train_subset} images x {epochs} epoch(s))")
     pretrained = run_once(TrainConfig(**common, epochs=epochs, lr=0.1, warmup_epochs=0.2, out_dir=str(out / "plain")))
     weights = out / "plain" / "last.safetensors"
-    console.rule(f"2. SE and CBAM inserted as the identity, fine-tuned {finetune_epochs} epoch(s); plain trained on alike")
-    continued = TrainConfig(**common, weights=str(weights), init="identity", epochs=finetune_epochs, lr=0.05,
+    console.rule(f"2. SE and CBAM inserted as the identity ({INSERTION_INIT}), fine-tuned {finetune_epochs} epoch(s); "
+                 "plain trained on alike")
+    continued = TrainConfig(**common, weights=str(weights), init=INSERTION_INIT, epochs=finetune_epochs, lr=0.05,
                             warmup_epochs=0.1, attention_lr_mult=attention_lr_mult)
     rows = sweep(continued, {"attention": ["none", "se", "cbam"]}, out / "finetune", latency_rounds=latency_rounds)
     control = rows[0]
@@ -152,7 +177,7 @@ def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = No
     table.add_column("")
     for row in rows:
         table.add_column("plain, trained on" if row["attention"] == "none" else f"+ {row['attention'].upper()} "
-                         "(identity)", justify="right")
+                         f"({INSERTION_INIT})", justify="right")
     measures = {
         "top-1 at insertion": lambda row: f"{row['start_top1']:.2%}",
         "top-1 after": lambda row: f"{row['top1']:.2%}",
@@ -172,9 +197,9 @@ def run_demo(out: str | pathlib.Path = "runs/demo", *, data_dir: str | None = No
                       after_label=f"after {finetune_epochs} more epoch(s)",
                       title="ResNet-20 on Fashion-MNIST: attention inserted into the trained network")
     console.rule("3. what the inserted attention learned")
-    cbam = load_trained(out / "finetune" / rows[2]["run"] / "last.safetensors")[0]
-    plain = load_trained(out / "finetune" / rows[0]["run"] / "last.safetensors")[0]
-    written = visualise(cbam, data, out / "viz", plain=plain)
+    networks = [load_trained(out / "finetune" / row["run"] / "last.safetensors")[0] for row in rows]
+    print_gate_spread(console, dict(zip(("SE", "CBAM"), networks[1:])), data)
+    written = visualise(networks[2], data, out / "viz", plain=networks[0])
     av_dir = find_av_data(av_data_dir)
     if av_dir is not None:
         console.rule(f"4. attention across modalities: AV-MNIST from {av_dir}")

@@ -586,9 +586,11 @@ def attach(
     channels are used as they are: a point found with ``example_input`` needs none the second time).
     ``position`` (None: the block's official place where the units have it, ``prenorm`` for SimAM; else
     ``standard``; see :data:`~plugattn.models.POSITIONS`). ``stages`` (1-based) filters residual units. Channel
-    counts (and dims, for CBAM/spatial gates) are inferred; ``example_input`` lets a dry run find those the modules do not declare. ``init="identity"``
-    inserts every block as the exact identity (:class:`~plugattn.blocks.IdentityStart`: the model's outputs
-    are unchanged until the blocks learn); ``"paper"`` as the papers build them. Options go to the blocks.
+    counts (and dims, for CBAM/spatial gates) are inferred; ``example_input`` lets a dry run find those the modules do not declare. ``init``: ``"paper"``
+    inserts the blocks as the papers build them; every other start of :data:`~plugattn.blocks.INITS` inserts them
+    as the exact identity (the model's outputs are unchanged until the blocks learn) — ``"identity-boost"``
+    (:data:`~plugattn.blocks.INSERTION_INIT`, what recipes and the CLI use with weights) learns fastest,
+    ``"identity"`` is :class:`~plugattn.blocks.IdentityStart` with α at its plain rate. Options go to the blocks.
     A point that already holds a block raises unless ``replace=True``.
     """
     model = _check_model(model)

@@ -3,8 +3,8 @@ optional weights, a classifier for the data set's classes, and attention inserte
 
 The order is always: build the network as published → load the weights (strict: the file must be that
 network; only attention parameters it does not have may be missing) → adapt the input channels → replace
-the classifier for ``num_classes`` → insert attention (``init="identity"`` by default when weights were
-loaded, so the network computes at first exactly what it computed before). A recipe is plain data: a
+the classifier for ``num_classes`` → insert attention (as the exact identity, ``init="identity-boost"``, by
+default when weights were loaded, so the network computes at first exactly what it computed before). A recipe is plain data: a
 checkpoint that stores it can rebuild the same model without the weights file.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from plugattn.blocks import INSERTION_INIT
 from plugattn.interop import convert_state_dict, load_pretrained, read_state_dict
 from plugattn.insertion import attach
 from plugattn.models import create_model, list_models, model_entry
@@ -32,8 +33,8 @@ from plugattn.preprocessing import parse_normalize
 class ModelRecipe:
     """What model to build: ``model`` (zoo name, ``torchvision:NAME``, ``timm:NAME`` or ``module:factory``),
     ``weights`` (a file ``load_pretrained`` reads), and the attention to insert (``attention`` None: none)
-    with :func:`plugattn.attach`'s options. ``init`` None means ``identity`` when weights are loaded into a network
-    the attention is inserted into, ``paper`` otherwise (see :meth:`resolved_init`). ``normalize``: how inputs are
+    with :func:`plugattn.attach`'s options. ``init`` None means ``identity-boost`` when weights are loaded into a
+    network the attention is inserted into, ``paper`` otherwise (see :meth:`resolved_init`). ``normalize``: how inputs are
     normalised — ``"weights"`` (the statistics, and for image folders the evaluation resize, crop and
     interpolation, the weights were trained with: :func:`plugattn.preprocessing.weights_preprocessing`),
     ``"dataset"`` (the data set's own), ``"MEAN,STD"`` numbers or a (mean, std) pair; None means ``weights`` when
@@ -94,11 +95,12 @@ class ModelRecipe:
             raise ValueError(f"normalize must be 'dataset' (or unset) for paired data, whose modalities are normalised "
                              f"with their training statistics; got {self.normalize!r}")
 
-    def resolved_init(self) -> str:
-        """``init``, or by default ``identity`` when weights are loaded and the attention is inserted into their
-        network; ``paper`` without weights, and for a network whose weights hold its attention (e.g.
-        ``cbam_resnet50`` with the official CBAM weights: starting those blocks as the identity would ignore them)."""
-        return self.init or ("identity" if self.weights and not self.carries_attention() else "paper")
+    def resolved_init(self, insertion_default: str = INSERTION_INIT) -> str:
+        """``init``, or by default ``insertion_default`` (:data:`~plugattn.blocks.INSERTION_INIT`) when weights are
+        loaded and the attention is inserted into their network; ``paper`` without weights, and for a network whose
+        weights hold its attention (e.g. ``cbam_resnet50`` with the official CBAM weights: starting those blocks as
+        the identity would ignore them)."""
+        return self.init or (insertion_default if self.weights and not self.carries_attention() else "paper")
 
 
 # ---------------------------------------------------------------- the network as published

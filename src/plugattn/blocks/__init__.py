@@ -11,7 +11,7 @@ from plugattn.blocks.scse import SCSE
 from plugattn.blocks.simam import SimAM
 from plugattn.blocks.triplet import TripletAttention
 from plugattn.blocks.gate import GATE_FUNCTIONS, GateActivation, find_gates
-from plugattn.blocks.identity import INITS, IdentityStart, with_init, zero_start
+from plugattn.blocks.identity import INITS, INSERTION_INIT, LEGACY_INSERTION_INIT, IdentityStart, with_init, zero_start
 from plugattn.blocks.pooling import POOL_TYPES, global_pool
 from plugattn.blocks.registry import (
     attention_options,
@@ -54,6 +54,8 @@ __all__ = [
     "ConvBN",
     "GateActivation",
     "INITS",
+    "INSERTION_INIT",
+    "LEGACY_INSERTION_INIT",
     "IdentityStart",
     "SpatialGate",
     "SqueezeExcite",

@@ -36,6 +36,11 @@ ZERO_GATES = {"zero-sigmoid": "2sigmoid", "zero-tanh": "1+tanh"}
 """Each zero start's gate function: worth exactly 1 where its logit is 0."""
 BOOST = 10.0
 """``identity-boost``'s gain: ``α = BOOST·a``."""
+INSERTION_INIT = "identity-boost"
+"""How a block inserted into a trained network starts unless told: of the identity starts, the one whose gates
+learned most and whose fine-tuning scored best on validation data (``benchmarks/attention_family.py``)."""
+LEGACY_INSERTION_INIT = "identity"
+"""The insertion default before :data:`INSERTION_INIT`: what an unset ``init`` in an older checkpoint meant."""
 
 
 class IdentityStart(nn.Module):

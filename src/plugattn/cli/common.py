@@ -53,7 +53,7 @@ SPEC_OPTION = typer.Option(None, "--model", help="Instead of a checkpoint: a zoo
                            "package.module:factory, with --weights.")
 INIT_OPTION = typer.Option(None, help="How inserted blocks start: identity (x + a*(block(x) - x), a from 0), "
                            "identity-boost (the same, a learning 10x faster), zero-sigmoid / zero-tanh (gate logits "
-                           "from zero, gates 2*sigmoid / 1+tanh: exactly 1), or paper; default: identity when "
+                           "from zero, gates 2*sigmoid / 1+tanh: exactly 1), or paper; default: identity-boost when "
                            "--weights are loaded and attention is inserted, else paper.")
 NORMALIZE_OPTION = typer.Option(None, help="weights (the statistics, and for image folders the eval resize/crop and "
                                 "interpolation, the weights were trained with), dataset (the data set's own) or "

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugattn.blocks import INITS
+from plugattn.blocks import INITS, LEGACY_INSERTION_INIT
 from plugattn.data import AUGMENTATIONS
 from plugattn.data.paired import is_paired
 from plugattn.recipe import ModelRecipe
@@ -99,13 +99,27 @@ class TrainConfig(ModelRecipe):
             raise ValueError(f"fusion and fusion_stages apply to paired data (avmnist, pairs:MANIFEST.csv); dataset is "
                              f"{self.dataset!r}")
         if self.init not in (None, *INITS):
-            raise ValueError(f"init must be one of {list(INITS)} (or unset: identity with weights, paper without); "
-                             f"got {self.init!r}")
+            raise ValueError(f"init must be one of {list(INITS)} (or unset: identity-boost with weights, paper "
+                             f"without); got {self.init!r}")
 
     def architecture(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
 
+    def with_resolved_init(self, insertion_default: str | None = None) -> TrainConfig:
+        """This config with ``init`` set to what an unset one means (:meth:`resolved_init`), so that a checkpoint
+        records the start it was built with and a later change of the default cannot rebuild it differently.
+        Without attention it stays unset (nothing starts), and paired data keep theirs unset (their fusion blocks have
+        their own rule, which has not changed)."""
+        if self.init is not None or self.attention is None or is_paired(self.dataset):
+            return self
+        init = self.resolved_init() if insertion_default is None else self.resolved_init(insertion_default)
+        return dataclasses.replace(self, init=init)
+
 
 def config_from_checkpoint(meta: Mapping[str, Any]) -> TrainConfig:
+    """The config a checkpoint stored. Its ``init``, where unset, is what unset meant when it was written: runs
+    record the resolved start since the insertion default became ``identity-boost``, so an unset one is older
+    and meant :data:`~plugattn.blocks.LEGACY_INSERTION_INIT`."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in meta["config"].items() if k in names})
+    config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in names})
+    return config.with_resolved_init(LEGACY_INSERTION_INIT)

@@ -47,6 +47,7 @@ def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> di
     """Train ``config`` to completion (or continue from ``resume``, a checkpoint path) and return the
     summary that is also written to ``out_dir/summary.json``."""
     config.validate()
+    config = config.with_resolved_init()
     out_dir = pathlib.Path(config.out_dir)
     if resume is None and (out_dir / "last.safetensors").exists():
         raise FileExistsError(f"{out_dir} already holds a run (last.safetensors): continue it with --resume auto "

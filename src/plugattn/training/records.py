@@ -25,7 +25,7 @@ from plugattn.checkpoint import (
     split_prefix,
 )
 from plugattn.models.units import default_position
-from plugattn.training.config import ARCHITECTURE_FIELDS, TrainConfig
+from plugattn.training.config import ARCHITECTURE_FIELDS, TrainConfig, config_from_checkpoint
 from plugattn.training.setup import EpochContext, unwrap
 
 
@@ -76,8 +76,8 @@ def restore_run(path: str | os.PathLike, context: EpochContext) -> RunProgress:
 
 def check_compatible(meta: Mapping[str, Any], config: TrainConfig, path: os.PathLike | str) -> None:
     """Refuse a checkpoint whose architecture or data set differs from ``config``, naming each difference."""
-    stored = dict(meta.get("config", {}))
-    wanted = json.loads(json.dumps(config.architecture()))
+    stored = json.loads(json.dumps(config_from_checkpoint(meta).architecture())) if "config" in meta else {}
+    wanted = json.loads(json.dumps(config.with_resolved_init().architecture()))
     for fields in (stored, wanted):  # an unset position is the block's official one (checkpoints before it: explicit)
         if fields.get("position") is None:
             fields["position"] = default_position(fields.get("attention"))

@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test test-all clean fashion-mnist
+.PHONY: demo test test-all docs wheel-check clean fashion-mnist
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test,docs,release]'
 	touch $(STAMP)
 
 demo: $(STAMP) fashion-mnist
@@ -32,10 +32,27 @@ test: $(STAMP)
 	-@$(MAKE) --no-print-directory fashion-mnist
 	$(PY) -m pytest
 
-# Everything, including the cases marked slow (the full block × network matrices, the deepest zoo models).
+# Everything, including the cases marked slow (the full block × network matrices, the deepest zoo models, the
+# minutes-long command-line examples of the README and the guides).
 test-all: $(STAMP)
 	-@$(MAKE) --no-print-directory fashion-mnist
 	$(PY) -m pytest -m "slow or not slow"
 
+# The documentation site, offline, every warning an error (broken references and links fail the build).
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -n -E -q -b html docs docs/_build/html
+	@echo "the site: docs/_build/html/index.html"
+
+# The release: sdist and wheel built and checked, the wheel installed into a clean venv and tried there.
+WHEEL_VENV := build/wheel-venv
+wheel-check: $(STAMP)
+	rm -rf dist $(WHEEL_VENV)
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(WHEEL_VENV)/bin/python -m pip install --quiet -c constraints.txt "$$(ls dist/plugattn-*.whl)[cli]"
+	$(WHEEL_VENV)/bin/python scripts/check_wheel.py
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist docs/_build src/*.egg-info .pytest_cache

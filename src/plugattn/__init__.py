@@ -40,7 +40,8 @@ from plugattn.inference import fold_batchnorm, optimize
 from plugattn.fastpath import fast
 from plugattn.profiling import ProfileReport, count_macs, count_parameters, peak_memory, profile
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+"""The version: its one source (the package metadata and the documentation read it)."""
 
 __all__ = [
     "AttentionCapture",

@@ -16,7 +16,13 @@ DEFAULT_OPSET = 18
 
 @dataclass
 class OnnxReport:
-    """Where the model went and how closely ONNX Runtime reproduced PyTorch, per batch size."""
+    """Where the model went and how closely ONNX Runtime reproduced PyTorch.
+
+    :param path: the ONNX file.
+    :param opset: its opset.
+    :param max_abs_difference: batch size → the largest absolute difference between ONNX Runtime's and PyTorch's
+        outputs.
+    """
 
     path: pathlib.Path
     opset: int
@@ -29,7 +35,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     """Export ``model`` (inputs of ``input_shape`` = C, H, W, e.g. the natural 3×224×224 of ImageNet nets) with
     a dynamic batch dimension, check the file with ``onnx.checker`` and compare ONNX Runtime's outputs with
     PyTorch's at each of ``verify_batches``. ``dynamo=False`` uses the legacy TorchScript-based exporter.
-    ``metadata`` goes into the file's ``metadata_props`` (e.g. the input preprocessing a deployment must apply)."""
+    ``metadata`` goes into the file's ``metadata_props`` (e.g. the input preprocessing a deployment must apply).
+
+    :param model: the network (set to eval mode).
+    :param path: the ONNX file to write.
+    :param input_shape: one input's shape (C, H, W).
+    :param opset: the ONNX opset (≥ 17).
+    :param verify_batches: the batch sizes ONNX Runtime is checked at.
+    :param dynamo: the ``torch.export``-based exporter (``False``: the legacy one).
+    :param metadata: key → value pairs for the file's ``metadata_props``.
+    :returns: the file, opset and differences.
+    :raises plugattn.extras.MissingExtraError: onnx or onnxruntime missing (install ``plugattn[export]``).
+    :raises ValueError: an opset below 17.
+    """
     from plugattn.extras import require
 
     onnx = require("onnx", "export")
@@ -65,6 +83,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
 
 
 def script_model(model: nn.Module) -> torch.jit.ScriptModule:
-    """``torch.jit.script`` of a zoo model (every zoo model and block is scriptable; a model with blocks that
-    :func:`plugattn.attach` applies by hooks raises, naming ``torch.jit.trace`` and ``torch.export`` instead)."""
+    """``torch.jit.script`` of a zoo model (every zoo model and block is scriptable).
+
+    :param model: the network (set to eval mode).
+    :returns: the scripted module.
+    :raises RuntimeError: a model with blocks :func:`plugattn.attach` applies by hooks (the error names
+        ``torch.jit.trace`` and ``torch.export`` instead).
+    """
     return torch.jit.script(model.eval())

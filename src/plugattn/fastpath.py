@@ -22,8 +22,14 @@ FAST_MODULES = (SqueezeExcite, ChannelGate, CBAM, ResidualUnit)
 
 
 def fast(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Switch the training fast path on (or off, ``enabled=False``) for every plugattn block and zoo residual
-    unit inside ``model``; returns ``model``. Raises when ``model`` holds none of them."""
+    """Switch the training fast path on (or off) for every plugattn block and zoo residual unit inside ``model``.
+
+    :param model: the network, changed in place.
+    :param enabled: on (``True``) or off.
+    :returns: ``model``.
+    :raises TypeError: a model that is not an ``nn.Module``, or a non-bool ``enabled``.
+    :raises ValueError: a model holding no module with a fast path.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(enabled, bool):

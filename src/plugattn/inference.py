@@ -80,7 +80,13 @@ def fold_batchnorm(model: nn.Module, example: Tensor, *, inplace: bool = False) 
     """Fold every BatchNorm that directly follows a convolution into it, in eval mode. Returns the folded
     model — a copy unless ``inplace`` — and the names of the BatchNorms folded. A pair is left as it is when
     the convolution has hooks (they would see the folded output) or the BatchNorm has pre- or backward hooks;
-    a BatchNorm's forward hooks (and the attention blocks they apply) move to its replacement."""
+    a BatchNorm's forward hooks (and the attention blocks they apply) move to its replacement.
+
+    :param model: the network.
+    :param example: a sample batch: one dry run finds which BatchNorm reads which convolution's output.
+    :param inplace: fold ``model`` itself instead of a copy.
+    :returns: the folded model and the names of the BatchNorms folded.
+    """
     folded_model = model if inplace else copy.deepcopy(model)
     folded_model.eval()
     pairs = _candidate_pairs(folded_model)
@@ -102,7 +108,17 @@ def optimize(model: nn.Module, example: Tensor, *, fold: bool = True, channels_l
     """An inference copy of ``model``: BatchNorm folded into convolutions (checked on ``example``), channels-last
     memory format for 4-D inputs and ``torch.compile``. Feed it inputs in the same memory format.
     ``dynamic=False`` compiles a kernel per input shape (fastest for a fixed batch size); ``None`` lets
-    ``torch.compile`` switch to shape-generic kernels once a second shape arrives."""
+    ``torch.compile`` switch to shape-generic kernels once a second shape arrives.
+
+    :param model: the network (left as it is).
+    :param example: a sample batch (the folding's dry run).
+    :param fold: fold BatchNorms into convolutions (:func:`fold_batchnorm`).
+    :param channels_last: convert to the channels-last memory format (4-D inputs).
+    :param compile: compile with ``torch.compile``.
+    :param mode: ``torch.compile``'s mode.
+    :param dynamic: ``torch.compile``'s ``dynamic``.
+    :returns: the optimised copy.
+    """
     optimized = copy.deepcopy(model).eval()
     if fold:
         fold_batchnorm(optimized, example, inplace=True)

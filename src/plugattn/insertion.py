@@ -62,9 +62,16 @@ class ResidualSpec:
 
 @dataclass(frozen=True)
 class InsertionPoint:
-    """A place a block can go: module ``name``, ``kind`` (see :data:`KINDS`), the channel count and
-    number of spatial dims of the tensor the block would see (None when unknown), and for residual
-    points the 1-based ``stage`` (the order of the unit's parent container among all units' parents)."""
+    """A place a block can go, as :func:`insertion_points` lists them (and :func:`attach` takes them).
+
+    :param name: the module's qualified name.
+    :param kind: one of :data:`KINDS`: a residual unit's position, or ``after`` the module.
+    :param channels: the channel count of the tensor the block would see (None when unknown).
+    :param dims: its number of spatial dimensions (None when unknown).
+    :param module_type: the module's class name.
+    :param stage: for residual points, the 1-based stage (the order of the unit's parent container among all
+        units' parents).
+    """
 
     name: str
     kind: str
@@ -90,7 +97,18 @@ def register_residual_unit(
     concatenated: bool = False,
 ) -> None:
     """Declare a residual unit class of your own so that ``attach(where="residual")`` finds it and every
-    SENet position works on it (``identity`` needs ``shortcut``); see :class:`ResidualSpec`."""
+    SENet position works on it (``identity`` needs ``shortcut``); see :class:`ResidualSpec`.
+
+    :param cls: the unit's class.
+    :param branch_start: the submodule that receives the unit's input on the residual branch only.
+    :param branch_end: the submodule whose output is the branch's, just before the addition.
+    :param shortcut: the submodule on the identity path (may hold None for a plain identity), if any.
+    :param channels_from: a submodule whose output channels are the branch's, where ``branch_end`` does not
+        declare them.
+    :param none_is_identity: whether a None ``shortcut`` means the plain identity (False where it means no shortcut).
+    :param concatenated: the unit concatenates its branch with an equal-width part instead of adding it.
+    :raises TypeError: ``cls`` is not an ``nn.Module`` subclass.
+    """
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise TypeError(f"cls must be an nn.Module subclass, got {cls!r}")
     _RESIDUAL_SPECS[cls] = ResidualSpec(branch_start, branch_end, shortcut, channels_from, none_is_identity,
@@ -326,6 +344,12 @@ def stage_ends(model: nn.Module, example_input: Tensor | Sequence[Tensor] | None
     holds more resolutions than the children's sequence shows (``features`` of VGG and DenseNet). For
     torchvision's VGG these are the last ReLU of each conv block, for DenseNet each dense block (``norm5`` after
     the last), for ResNet the stem and ``layer1``–``layer4``.
+
+    :param model: the network.
+    :param example_input: a sample batch for the dry run (None: shaped from the first convolution).
+    :returns: the stage ends' qualified names, in order.
+    :raises TypeError: a model that is not an ``nn.Module``, or one wrapped in DDP/DataParallel (attach first).
+    :raises ValueError: a network in which no stage can be found.
     """
     model = _check_model(model)
     shapes = _traced_shapes(model, example_input if example_input is not None else _default_example(model))
@@ -387,7 +411,13 @@ def _check_model(model: object) -> nn.Module:
 
 def insertion_points(model: nn.Module, example_input: Tensor | Sequence[Tensor] | None = None) -> list[InsertionPoint]:
     """Every place a block can go, in module order. Channel counts come from the modules' definitions, or
-    from one dry run with ``example_input`` (which also finds the sizes of layers that do not declare them)."""
+    from one dry run with ``example_input`` (which also finds the sizes of layers that do not declare them).
+
+    :param model: the network.
+    :param example_input: a sample batch (or the inputs, for several) for a dry run; None: no dry run.
+    :returns: the points: each residual unit's positions and ``after`` every other module.
+    :raises TypeError: a model that is not an ``nn.Module``, or one wrapped in DDP/DataParallel (attach first).
+    """
     model = _check_model(model)
     static = _static_shapes(model)
     traced = {name: (_channels_and_dims(inp), _channels_and_dims(out))
@@ -592,6 +622,22 @@ def attach(
     (:data:`~plugattn.blocks.INSERTION_INIT`, what recipes and the CLI use with weights) learns fastest,
     ``"identity"`` is :class:`~plugattn.blocks.IdentityStart` with α at its plain rate. Options go to the blocks.
     A point that already holds a block raises unless ``replace=True``.
+
+    :param model: the network, changed in place (attach before wrapping it in DDP).
+    :param attention: a registry name (:func:`plugattn.list_attention`).
+    :param where: ``"residual"``, ``"stage"``, a glob, ``"re:REGEX"``, module names or :class:`InsertionPoint` objects.
+    :param stages: 1-based stages to keep (residual units, or stage ends with ``where="stage"``).
+    :param position: a residual unit's position (:data:`~plugattn.models.POSITIONS`); None: the block's own.
+    :param reduction: the blocks' reduction; None: each block's own default.
+    :param example_input: a sample batch for a dry run that finds the channels of layers that do not declare them.
+    :param replace: replace blocks already at the chosen points.
+    :param init: how the blocks start (:data:`~plugattn.blocks.INITS`).
+    :param block_options: the blocks' own options (``kernel_size=3``, ``pool_types=("avg",)``, …).
+    :returns: ``model``.
+    :raises TypeError: a model that is not an ``nn.Module``, or one wrapped in DDP/DataParallel (attach first).
+    :raises ValueError: an unknown block, position or start; ``where`` matching nothing (the error lists the
+        points, and proposes ``where="stage"`` where no residual unit was found); a point that already holds a
+        block without ``replace``; a position the matched units do not offer.
     """
     model = _check_model(model)
     if position is not None and position not in POSITIONS:
@@ -685,8 +731,13 @@ def _undo(target: nn.Module, table: dict, key: int, hook: _AttentionHook) -> Non
 
 
 def detach(model: nn.Module) -> nn.Module:
-    """Remove every block :func:`attach` inserted (hooks, modules, placeholders) and return the model,
-    which then has exactly its original modules, state_dict and outputs."""
+    """Remove every block :func:`attach` inserted (hooks, modules, placeholders), so that the model has exactly
+    its original modules, state_dict and outputs again.
+
+    :param model: the network, changed in place.
+    :returns: ``model``.
+    :raises TypeError: a model that is not an ``nn.Module``, or one wrapped in DDP/DataParallel (attach first).
+    """
     model = _check_model(model)
     for target, table, key, hook in _hooks(model):
         _undo(target, table, key, hook)
@@ -697,13 +748,23 @@ def detach(model: nn.Module) -> nn.Module:
 
 
 def attached_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The blocks :func:`attach` inserted, with their state_dict names."""
+    """The blocks :func:`attach` inserted.
+
+    :param model: the network.
+    :returns: (state_dict name, block) pairs.
+    """
     return [(name, m) for name, m in model.named_modules() if getattr(m, "_plugattn_attached", False)]
 
 
 def without_attention(model: nn.Module) -> nn.Module:
     """A copy of ``model`` without its attention: every zoo unit's block and every block :func:`plugattn.attach`
-    inserted are removed, leaving exactly the plain network. ``model`` itself is untouched."""
+    inserted are removed, leaving exactly the plain network (the fair control, and :func:`plugattn.profile`'s
+    baseline). ``model`` itself is untouched.
+
+    :param model: the network.
+    :returns: the plain copy.
+    :raises TypeError: a model that is not an ``nn.Module``, or one wrapped in DDP/DataParallel (attach first).
+    """
     plain = detach(copy.deepcopy(model))
     for module in plain.modules():
         if isinstance(module, ResidualUnit):

@@ -21,10 +21,10 @@ from plugattn.insertion import stage_numbers
 
 @dataclass
 class AttentionRecord:
-    """What one block produced in each forward pass: channel weights (N, C), spatial maps (N, 1, *S), other gates
+    """What one block produced in each forward pass: channel weights (N, C), spatial maps ``(N, 1, *S)``, other gates
     (``element``: SimAM's weight per element, Triplet attention's maps over rotated axes), for blocks whose gates
     are all element gates (SimAM, BAM, coordinate attention) the channel mean of their product in each pass
-    (``element_maps``, N, 1, *S: where the block weighs the map), and for fusion blocks the mean weight each
+    (``element_maps``, ``(N, 1, *S)``: where the block weighs the map), and for fusion blocks the mean weight each
     modality got (N, modalities)."""
 
     name: str
@@ -36,13 +36,18 @@ class AttentionRecord:
 
 
 class AttentionCapture:
-    """The records of every attention block of a model, by block name, in module order."""
+    """The records of every attention block of a model, by block name, in module order (what :func:`capture`
+    yields; ``seen[name]`` is a block's :class:`AttentionRecord`).
+
+    :param names: the blocks' qualified names.
+    """
 
     def __init__(self, names: list[str]) -> None:
         self.records = {name: AttentionRecord(name) for name in names}
 
     @property
     def names(self) -> list[str]:
+        """The blocks' names, in module order."""
         return list(self.records)
 
     def __getitem__(self, name: str) -> AttentionRecord:
@@ -51,15 +56,29 @@ class AttentionCapture:
         return self.records[name]
 
     def channel_weights(self, name: str, forward_pass: int = -1) -> Tensor:
-        """Channel weights (N, C) of block ``name`` in one forward pass (default: the last)."""
+        """Channel weights of one block in one forward pass.
+
+        :param name: the block's qualified name (:attr:`names`).
+        :param forward_pass: which pass (default: the last).
+        :returns: (N, C).
+        :raises KeyError: an unknown block.
+        :raises ValueError: a block without a channel gate, or no forward pass yet.
+        """
         record = self[name]
         if not record.channel:
             raise ValueError(f"block {name!r} recorded no channel weights (it has no channel gate, or no forward ran)")
         return record.channel[forward_pass]
 
     def spatial_map(self, name: str, forward_pass: int = -1) -> Tensor:
-        """Spatial map (N, 1, *spatial) of block ``name`` in one forward pass (default: the last); for a block
-        with element gates only, the channel mean of their product (``element_maps``)."""
+        """The spatial map of one block in one forward pass; for a block with element gates only, the channel mean
+        of their product (``element_maps``).
+
+        :param name: the block's qualified name.
+        :param forward_pass: which pass (default: the last).
+        :returns: ``(N, 1, *spatial)``.
+        :raises KeyError: an unknown block.
+        :raises ValueError: a block without a spatial gate, or no forward pass yet.
+        """
         record = self[name]
         if not record.spatial and record.element_maps:
             return record.element_maps[forward_pass]
@@ -110,7 +129,13 @@ def gated_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
 @contextmanager
 def capture(model: nn.Module) -> Iterator[AttentionCapture]:
     """Record each attention block's channel weights and spatial maps, and each fusion block's modality weights
-    (detached), for every forward pass run inside the ``with``. Raises when ``model`` holds no attention block."""
+    (detached), for every forward pass run inside the ``with``; the hooks go when it ends, so a model that is
+    not watched pays nothing.
+
+    :param model: a network with attention (zoo, attached, fusion).
+    :returns: a context manager yielding the :class:`AttentionCapture`.
+    :raises ValueError: a model without attention blocks.
+    """
     blocks = gated_blocks(model)
     weighing = weighing_blocks(model)
     weighing = [(name or "input", block) for name, block in weighing]  # the model itself: early fusion's input
@@ -214,7 +239,14 @@ def gate_spread(model: nn.Module, images: Tensor, *, batch_size: int = 256) -> d
     the gate across channels (channel gates) or across its positions (the others), averaged over images;
     ``shift`` the mean ``|g − 1|``. A gate inside :class:`~plugattn.blocks.IdentityStart` counts as its
     effective value ``1 + α·(g − 1)`` (exact for one-gate blocks). A block that learnt nothing is flat:
-    spread 0."""
+    spread 0.
+
+    :param model: a network with attention (set to eval mode).
+    :param images: the (normalised) input batch.
+    :param batch_size: how many images per forward pass.
+    :returns: block name → ``{"<kind> spread": …, "<kind> shift": …}``.
+    :raises ValueError: a model without attention blocks.
+    """
     model.eval()
     blends = {name: block.blend() for name, block in find_attention_blocks(model) if isinstance(block, IdentityStart)}
     sums: dict[str, dict[str, float]] = {}

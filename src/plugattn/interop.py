@@ -149,6 +149,8 @@ _LAYOUTS: dict[str, Layout] = {
                      _cadene_architecture),
 }
 LAYOUTS = tuple(_LAYOUTS)
+"""The key layouts :func:`load_pretrained` reads: the official code's, senet.pytorch, Cadene's, timm's,
+torchvision's and plugattn's own."""
 _MLP_WEIGHT = re.compile(r"\.attention\.(fc\.[02]|channel_gate\.mlp\.[13])\.weight$")
 _BAM = re.compile(r"^(module\.)?bam\d+\.")
 _MBV2_CA = re.compile(r"^features\.\d+\.conv\.6\.conv[23]\.")
@@ -156,9 +158,15 @@ _MBV2_CA = re.compile(r"^features\.\d+\.conv\.6\.conv[23]\.")
 
 @dataclass
 class LoadReport:
-    """What :func:`load_pretrained` did: the layout it read, the keys loaded, the model's keys the file did not
-    fill (attention parameters the layout does not have, or anything with ``strict=False``), the file's keys
-    left unused (only with ``strict=False``), and the architecture the layout describes."""
+    """What :func:`load_pretrained` did.
+
+    :param layout: the layout it read (one of :data:`LAYOUTS`).
+    :param loaded: the model's keys the file filled.
+    :param missing: the model's keys the file did not fill (attention parameters the layout does not have, or
+        anything with ``strict=False``).
+    :param unexpected: the file's keys left unused (only with ``strict=False``).
+    :param architecture: the architecture the layout describes (stride placement, stem pool, shortcuts).
+    """
 
     layout: str
     loaded: list[str] = field(default_factory=list)
@@ -230,9 +238,14 @@ def _read(source: str | os.PathLike | Mapping[str, Tensor]) -> tuple[dict[str, T
 
 
 def read_state_dict(source: str | os.PathLike | Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """A state dict from a mapping, a safetensors file or a torch file (``weights_only=True``); the usual
-    wrappers (``{"state_dict": ...}``, ``{"model": ...}``, DataParallel's ``module.``) are removed. Anything
-    else — a bare tensor, a list, non-tensor entries, a code-running pickle — is a :class:`CheckpointError`."""
+    """A state dict from a mapping, a safetensors file or a torch file, never unpickling code (``weights_only=True``).
+
+    :param source: a mapping of tensors, or a path.
+    :returns: the tensors by key, the usual wrappers (``{"state_dict": ...}``, ``{"model": ...}``, DataParallel's
+        ``module.``) removed.
+    :raises plugattn.checkpoint.CheckpointError: anything else — a bare tensor, a list, non-tensor entries, a
+        code-running pickle, noise, a truncated file — naming the file.
+    """
     return _read(source)[0]
 
 
@@ -240,8 +253,11 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, Tensor]) -> dict[st
 
 
 def detect_layout(state: Mapping[str, Tensor]) -> str:
-    """Which of :data:`LAYOUTS` the keys of ``state`` follow (``torchvision`` when no attention key says
-    otherwise)."""
+    """Which layout the keys of ``state`` follow.
+
+    :param state: a state dict.
+    :returns: one of :data:`LAYOUTS` (``torchvision`` when no attention key says otherwise).
+    """
     keys = list(state)
     if any(_BAM.match(key) for key in keys):
         return "bam-official"
@@ -271,7 +287,13 @@ def _check_layout(layout: str) -> Layout:
 
 
 def convert_state_dict(state: Mapping[str, Tensor], layout: str | None = None) -> tuple[dict[str, Tensor], str]:
-    """``state`` in plugattn's layout (1×1-convolution MLP weights become linear weights) and the layout read."""
+    """``state`` in plugattn's layout (keys mapped; 1×1-convolution MLP weights become linear weights).
+
+    :param state: a state dict in a foreign layout.
+    :param layout: its layout (one of :data:`LAYOUTS`); None: detected.
+    :returns: the converted tensors and the layout read.
+    :raises ValueError: an unknown layout.
+    """
     layout = layout or detect_layout(state)
     rules = _check_layout(layout).rules
     rules = rules(state) if callable(rules) else rules
@@ -430,6 +452,15 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike | Mapping[str, T
     tensor is filled, except attention parameters the layout does not have, which the report lists; any other
     difference raises, naming the keys. When the layout is detected and its keys do not fit, every layout is
     tried, and the error says why each failed. ``strict=False`` loads what fits and reports the rest.
+
+    :param model: the network to fill (in place).
+    :param source: a safetensors or torch file, or a state dict.
+    :param layout: the file's layout (one of :data:`LAYOUTS`); None: detected.
+    :param strict: refuse any difference but the attention parameters the layout lacks.
+    :returns: what was loaded and what was missing or left over.
+    :raises plugattn.checkpoint.CheckpointError: another architecture than the layout's, keys or shapes that do not
+        fit, a file that is not a state dict.
+    :raises ValueError: an unknown layout.
     """
     state, metadata, where = _read(source)
     detected = layout is None
@@ -467,7 +498,14 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike | Mapping[str, T
 
 def convert_file(source: str | os.PathLike, destination: str | os.PathLike, *, layout: str | None = None) -> tuple[str, Architecture]:
     """Write ``source``'s weights in plugattn's layout to the safetensors file ``destination``, with the layout read
-    and the architecture it describes in the header (so loading it later checks the model); returns both."""
+    and the architecture it describes in the header (so loading it later checks the model).
+
+    :param source: a weights file.
+    :param destination: the safetensors file to write (atomically).
+    :param layout: the file's layout; None: detected.
+    :returns: the layout read and the architecture it describes.
+    :raises plugattn.checkpoint.CheckpointError: a file that is not a state dict.
+    """
     state, metadata, _ = _read(source)
     layout = layout or detect_layout(state)
     architecture = layout_architecture(state, layout, metadata)

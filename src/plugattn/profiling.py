@@ -16,7 +16,11 @@ from plugattn.blocks import find_attention_blocks
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Number of parameters (buffers such as BatchNorm statistics excluded)."""
+    """Number of parameters (buffers such as BatchNorm statistics excluded).
+
+    :param module: any module.
+    :returns: the count.
+    """
     return sum(p.numel() for p in module.parameters())
 
 
@@ -39,7 +43,13 @@ def _macs_by_module(module: nn.Module, *inputs: Tensor) -> dict[str, int]:
 
 def count_macs(module: nn.Module, *inputs: Tensor) -> int:
     """Multiply-accumulates of one forward pass, counting matrix products and convolutions only —
-    the convention of the SE and CBAM papers' GFLOPs. ``torch.utils.flop_counter`` counts 2 FLOPs per MAC."""
+    the convention of the SE and CBAM papers' GFLOPs. ``torch.utils.flop_counter`` counts 2 FLOPs per MAC; it is a
+    dispatch mode, under which every block runs its reference formulation.
+
+    :param module: the network.
+    :param inputs: its inputs (one batch).
+    :returns: the MACs.
+    """
     return _macs_by_module(module, *inputs)[""]
 
 
@@ -90,7 +100,17 @@ def measure_step_times(
 
 @dataclass
 class ProfileReport:
-    """What :func:`profile` measured. MACs count convolutions and linear layers only (papers' convention)."""
+    """What :func:`profile` measured. MACs count convolutions and linear layers only (papers' convention).
+
+    :param input_shape: the sample's shape (C, H, W).
+    :param params: the model's parameters.
+    :param macs: its MACs for one sample.
+    :param attention_params: the parameters inside attention blocks.
+    :param attention_macs: the MACs inside attention blocks.
+    :param attention_blocks: how many attention blocks.
+    :param latency_ms: batch size → the model's latency (with a baseline).
+    :param baseline_latency_ms: batch size → the baseline's latency, measured interleaved.
+    """
 
     input_shape: tuple[int, ...]
     params: int
@@ -103,13 +123,16 @@ class ProfileReport:
 
     @property
     def attention_param_share(self) -> float:
+        """The attention's share of the parameters."""
         return self.attention_params / self.params if self.params else 0.0
 
     @property
     def attention_mac_share(self) -> float:
+        """The attention's share of the MACs."""
         return self.attention_macs / self.macs if self.macs else 0.0
 
     def latency_ratio(self, batch_size: int) -> float:
+        """The model's latency over the baseline's at ``batch_size`` (measured sizes only)."""
         return self.latency_ms[batch_size] / self.baseline_latency_ms[batch_size]
 
 
@@ -121,8 +144,17 @@ def profile(
     batch_sizes: Sequence[int] = (1, 8),
     rounds: int = 5,
 ) -> ProfileReport:
-    """Parameters, MACs and the attention's share of both for one ``input_shape`` (C, H, W) sample;
-    with ``baseline`` (the same model without attention), latency at each batch size for both, interleaved."""
+    """Parameters, MACs and the attention's share of both for one sample; with ``baseline`` (the same model without
+    attention, e.g. :func:`plugattn.without_attention`), latency at each batch size for both, interleaved.
+
+    :param model: the network (set to eval mode).
+    :param input_shape: one sample's shape (C, H, W).
+    :param baseline: the plain network to time against, or None (no timing).
+    :param batch_sizes: the batch sizes to time.
+    :param rounds: interleaved timing rounds.
+    :returns: the report.
+    :raises ValueError: an empty or non-positive input shape.
+    """
     input_shape = tuple(int(size) for size in input_shape)
     if not input_shape or any(size < 1 for size in input_shape):
         raise ValueError(f"input_shape must be positive sizes such as (3, 224, 224), got {input_shape}")
@@ -170,8 +202,12 @@ def _heap_in_use() -> Callable[[], int] | None:
 
 def peak_memory(function: Callable[[], object]) -> int | None:
     """Peak bytes allocated above the starting point while ``function()`` runs (e.g. a training step), sampled
-    from the C allocator each time autograd saves or unpacks a tensor (every layer, forward and backward);
-    None where glibc's ``mallinfo2`` is missing. CPU memory only."""
+    from the C allocator each time autograd saves or unpacks a tensor (every layer, forward and backward).
+    CPU memory only.
+
+    :param function: what to measure, called once.
+    :returns: the peak in bytes, or None where glibc's ``mallinfo2`` is missing.
+    """
     in_use = _heap_in_use()
     if in_use is None:
         return None

@@ -38,7 +38,26 @@ class ModelRecipe:
     normalised — ``"weights"`` (the statistics, and for image folders the evaluation resize, crop and
     interpolation, the weights were trained with: :func:`plugattn.preprocessing.weights_preprocessing`),
     ``"dataset"`` (the data set's own), ``"MEAN,STD"`` numbers or a (mean, std) pair; None means ``weights`` when
-    weights are loaded, else ``dataset``."""
+    weights are loaded, else ``dataset``. A recipe is plain data: a checkpoint that stores it rebuilds the model.
+
+    :param model: a zoo name, ``torchvision:NAME``, ``timm:NAME`` or ``package.module:factory``; on paired data
+        also one per modality (``image=resnet8,audio=resnet8``).
+    :param weights: a weights file of that network (any layout :func:`plugattn.load_pretrained` reads), or None;
+        on paired data also per modality (``audio=FILE``).
+    :param attention: a registry name to insert, or None.
+    :param reduction: the blocks' reduction; None: each block's own default.
+    :param position: a residual unit's position; None: the block's official place.
+    :param stages: the 1-based stages that get blocks; None: all.
+    :param where: where the blocks go (:func:`plugattn.attach`'s ``where``).
+    :param init: how the blocks start (:data:`~plugattn.blocks.INITS`); None: see above.
+    :param block_options: the blocks' own options.
+    :param normalize: how inputs are normalised (see above).
+    :param fusion: paired data only: ``early``, a fusion block at ``fusion_stages``, or None (late fusion alone).
+    :param fusion_stages: the stages after which the fusion blocks go.
+    :param fusion_attention: the attention of ``early`` and ``concat`` fusion.
+    :param late: ``average`` logits or ``concat`` features.
+    :param fusion_options: the fusion blocks' options.
+    """
 
     model: str = "resnet20"
     weights: str | None = None
@@ -227,10 +246,19 @@ def _match_file_shapes(model: nn.Module, weights: str) -> None:
 
 def build_model(recipe: ModelRecipe, *, num_classes: int | None, in_channels: int = 3, load_weights: bool = True
                 ) -> tuple[nn.Module, list[str]]:
-    """The model ``recipe`` describes for ``num_classes`` classes (None: the classifier of the weights, or the
-    network's own) and ``in_channels`` input channels, and notes on what was done (weights loaded, what they
-    lacked, classifier and input replaced, attention inserted and how it starts). ``load_weights=False`` skips
-    reading the weights file (a checkpoint will fill the model)."""
+    """The model ``recipe`` describes, built in the one order that keeps published weights meaningful: network as
+    published → weights (strict) → input channels → classifier → attention.
+
+    :param recipe: what to build.
+    :param num_classes: the classifier's classes; None: the classifier of the weights, or the network's own.
+    :param in_channels: the input's channels (the first convolution is adapted when it differs).
+    :param load_weights: read the weights file (``False``: a checkpoint will fill the model).
+    :returns: the model and notes on what was done (weights loaded, what they lacked, classifier and input
+        replaced, attention inserted and how it starts).
+    :raises TypeError: an empty or non-string model.
+    :raises ValueError: an unknown network or block, or options the network or block refuses.
+    :raises plugattn.checkpoint.CheckpointError: weights of another architecture, or a file that is not a state dict.
+    """
     if not isinstance(recipe.model, str) or not recipe.model:
         raise TypeError(f"model must be a non-empty str, got {recipe.model!r}")
     notes: list[str] = []
@@ -332,10 +360,18 @@ FUSION_CHOICES = ("early", "mmtm", "se-sum", "gated-sum", "concat")
 
 def build_multimodal(recipe: ModelRecipe, *, num_classes: int, shapes: Mapping[str, Sequence[int]],
                      load_weights: bool = True) -> tuple[nn.Module, list[str]]:
-    """The network ``recipe`` describes for paired inputs of ``shapes`` (modality -> (C, *spatial), in input order):
-    one modality alone, early fusion (one network over the stacked inputs), or a
-    :class:`~plugattn.models.multistream.MultiStreamNet` with fusion blocks at ``fusion_stages`` and late fusion;
-    and notes on what was done."""
+    """The network ``recipe`` describes for paired inputs: one modality alone, early fusion (one network over the
+    stacked inputs), or a :class:`~plugattn.models.multistream.MultiStreamNet` with fusion blocks at
+    ``fusion_stages`` and late fusion.
+
+    :param recipe: what to build (``model``/``weights`` per modality where they differ).
+    :param num_classes: the classes.
+    :param shapes: modality → ``(C, *spatial)``, in input order.
+    :param load_weights: read the weights files.
+    :returns: the network and notes on what was done.
+    :raises ValueError: an unknown fusion (close matches named), a per-modality option naming unknown modalities,
+        ``early`` with per-modality networks or weights, normalisation other than the data set's.
+    """
     from plugattn.models.multistream import EarlyFusion, MultiStreamNet
 
     modalities = list(shapes)

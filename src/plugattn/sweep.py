@@ -93,9 +93,17 @@ def with_control(grid: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
 def sweep(base: TrainConfig, grid: Mapping[str, Sequence[Any]], out_dir: str | pathlib.Path, *, control: bool = True,
           latency_rounds: int = 20) -> list[dict[str, Any]]:
     """Run (or skip, when finished; or resume, when interrupted) every combination of ``grid`` on top of
-    ``base``, then write the results table and plot. ``control`` adds the runs without attention when the grid
-    lacks them; ``latency_rounds`` (0: skip) times each variant's forward against the control's. Returns one
-    row per run."""
+    ``base``, then write ``results.csv``, ``results.md`` (mean ± std over seeds, Δ against the control) and
+    ``results.png``.
+
+    :param base: the settings every run shares.
+    :param grid: setting (a config field or a block option) → the values to try (``seed`` for seeds).
+    :param out_dir: where each run's folder and the results go.
+    :param control: add the runs without attention when the grid lacks them (same budget and seeds).
+    :param latency_rounds: interleaved rounds timing each variant's forward against the control's (0: none).
+    :returns: one row per run.
+    :raises ValueError: a combination no run can use (checked before any run starts), or a bad ``latency_rounds``.
+    """
     if isinstance(latency_rounds, bool) or not isinstance(latency_rounds, int) or latency_rounds < 0:
         raise ValueError(f"latency_rounds must be an int >= 0 (0: no timing), got {latency_rounds!r}")
     out_dir = pathlib.Path(out_dir)

@@ -92,3 +92,4 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
 for _block in BLOCK_CLASSES:
     register_notrace_module(_block)
 REGISTERED = [register_model(_entrypoint(name)).__name__ for name in list_models()]
+"""The timm model names registered: ``plugattn_`` and every zoo name (``plugattn_cbam_resnet50``, …)."""

@@ -320,8 +320,20 @@ def visualise(model: nn.Module, data: DataBundle, out_dir: str | os.PathLike, *,
               images: int = 6, samples: int = 2000, classes: Sequence[int] | None = None, groups: str | None = None,
               block: str | None = None) -> dict[str, pathlib.Path]:
     """Write spatial.png (when the blocks have spatial or element gates), gradcam.png, excitation.png (when they have
-    channel gates) and, with ``groups``, groups.png into ``out_dir``; returns what was written. For paired data:
-    :func:`visualise_modalities`."""
+    channel gates) and, with ``groups``, groups.png into ``out_dir``. For paired data: :func:`visualise_modalities`.
+
+    :param model: a network with attention.
+    :param data: its data set (the test split is drawn).
+    :param out_dir: where the pictures go.
+    :param plain: the same network without attention, for Grad-CAM side by side, or None.
+    :param images: how many test images the spatial maps and Grad-CAM show.
+    :param samples: how many test images the excitation statistics use.
+    :param classes: the classes the excitation panels show (None: the first few).
+    :param groups: channel groups of the input, ``name=first-last,…`` (e.g. ``rgb=0-2,depth=3``), for groups.png.
+    :param block: the block whose weights groups.png draws (None: the first).
+    :returns: what was written, by description.
+    :raises ValueError: a model without attention, unknown classes or groups.
+    """
     if hasattr(data, "modalities"):
         return visualise_modalities(model, data, out_dir, samples=min(samples, 1000))
     out = pathlib.Path(out_dir)

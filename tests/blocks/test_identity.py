@@ -65,11 +65,16 @@ def test_user_blocks_start_as_the_identity_too(monkeypatch):
     assert all(isinstance(block, IdentityStart) for _, block in plugattn.attached_blocks(model))
 
 
-@pytest.mark.parametrize("block", ["se", "cbam"])
-def test_every_attention_parameter_learns_within_a_few_steps(block):
+@pytest.mark.parametrize("init", ["identity", "identity-boost"])
+@pytest.mark.parametrize("block", ["se", "cbam", "gc"])
+def test_every_attention_parameter_learns_within_a_few_steps(block, init):
+    """GC is the identity as built (its last convolution starts at zero): its blend starts at α = 1, since at α = 0
+    neither α nor the block would ever receive a gradient."""
     torch.manual_seed(0)
-    model = attach(_trained_like(torchvision.models.resnet18(num_classes=4)).train(), block, reduction=4,
-                   init="identity")
+    options = {} if block == "gc" else {"reduction": 4}
+    model = attach(_trained_like(torchvision.models.resnet18(num_classes=4)).train(), block, init=init, **options)
+    starts = {float(start.blend()) for _, start in plugattn.attached_blocks(model)}
+    assert starts == ({1.0} if block == "gc" else {0.0})
     names = [name for name, _ in model.named_parameters() if ".attention." in f".{name}"]
     moved = dict.fromkeys(names, False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)

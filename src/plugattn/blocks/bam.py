@@ -67,7 +67,19 @@ class BAMSpatial(nn.Module):
 
 
 class BAM(nn.Module):
-    """``x · (1 + σ(M_c ⊕ M_s))`` with ⊕ the ``combine`` of the branches (see the module's docstring)."""
+    """``x · (1 + σ(M_c ⊕ M_s))`` with ⊕ the ``combine`` of the branches (see the module's docstring).
+
+    :param channels: the input's channel count C.
+    :param reduction: ``r``: both branches' hidden width is ``max(1, C // r)``.
+    :param combine: ``"sum"`` (the paper's, the default) or ``"product"`` (the official code's: its weights).
+    :param dilation: the spatial branch's dilation (4).
+    :param dilated_convs: how many dilated 3×3 convolutions the spatial branch has (2).
+    :param dims: 1, 2 or 3 spatial dimensions.
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: a bad channel count, reduction, combine, dilation, convolution count or dims; in training,
+        a batch of one sample (the channel branch's BatchNorm1d cannot normalise it).
+    """
 
     plugattn_block = True
 

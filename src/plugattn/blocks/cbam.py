@@ -36,6 +36,8 @@ from plugattn.blocks.gate import GateActivation
 from plugattn.blocks.pooling import POOL_TYPES, global_pools
 
 ORDERS = ("channel-spatial", "spatial-channel", "parallel")
+"""CBAM's arrangements of its two gates: the paper's sequential channel-then-spatial, the reverse, or both from
+the same input."""
 
 
 class ChannelGate(nn.Module):
@@ -45,6 +47,15 @@ class ChannelGate(nn.Module):
     the sum of squares, as ``F.lp_pool2d`` with p=2) and ``lse`` (stable log-sum-exp). The hidden
     width is ``max(1, channels // reduction)``. Accepts any rank ≥ 3. ``fast=True`` opts in to the guarded
     training fast path (see :func:`plugattn.fast`).
+
+    :param channels: the input's channel count C.
+    :param reduction: ``r``: the MLP's hidden width is ``max(1, C // r)``.
+    :param pool_types: the pooled descriptors, in order (each goes through the shared MLP; their logits are summed).
+    :param bias: biases in the MLP (the official code's).
+    :param fast: opt in to the guarded training fast path.
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: a channel count or reduction below 1, an empty or unknown pool type.
     """
 
     plugattn_block = True
@@ -76,7 +87,8 @@ class ChannelGate(nn.Module):
         self.gate = GateActivation("channel")
 
     def channel_weights(self, x: Tensor) -> Tensor:
-        """Channel attention ``M_c`` (N, C) in (0, 1); all descriptors go through the MLP as one batch."""
+        """Channel attention ``M_c`` (N, C) in (0, 1) for ``x`` (N, C, …); all descriptors go through the MLP as one
+        batch."""
         if not torch.jit.is_scripting() and self.fast:
             descriptors = self._fast_pools(x)
         else:
@@ -103,7 +115,15 @@ class ChannelGate(nn.Module):
 
 
 class ConvBN(nn.Module):
-    """Convolution without bias followed by BatchNorm (eps 1e-5, momentum 0.01 as in the official CBAM code)."""
+    """Convolution without bias followed by BatchNorm (eps 1e-5, momentum 0.01 as in the official CBAM code).
+
+    :param in_channels: the convolution's input channels.
+    :param out_channels: its output channels.
+    :param kernel_size: its (odd) kernel size, padded to keep the spatial size.
+    :param dims: 1, 2 or 3 spatial dimensions.
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    """
 
     def __init__(
         self,
@@ -130,6 +150,12 @@ class SpatialGate(nn.Module):
     """``out = x * sigmoid(BN(conv_k([max_c(x); mean_c(x)])))``: max first, then mean, as in the seed.
 
     ``dims`` picks 1-D, 2-D or 3-D maps; ``kernel_size`` must be odd (default 7, the paper's best).
+
+    :param kernel_size: the convolution's kernel size over [max; mean] (odd).
+    :param dims: 1, 2 or 3 spatial dimensions.
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: an even or non-positive kernel size, or dims outside 1–3.
     """
 
     plugattn_block = True
@@ -149,11 +175,11 @@ class SpatialGate(nn.Module):
         self.gate = GateActivation("spatial")
 
     def spatial_map(self, x: Tensor) -> Tensor:
-        """Spatial attention ``M_s`` (N, 1, *spatial) in (0, 1)."""
+        """Spatial attention ``M_s`` ``(N, 1, *spatial)`` in (0, 1) for ``x`` ``(N, C, *spatial)``."""
         return self.map_from_pools(torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), 1))
 
     def map_from_pools(self, pooled: Tensor) -> Tensor:
-        """``M_s`` from the channel-pooled maps [max; mean] (N, 2, *spatial)."""
+        """``M_s`` from ``pooled``, the channel-pooled maps [max; mean] ``(N, 2, *spatial)``."""
         return self.gate(self.spatial(pooled))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -177,6 +203,19 @@ class CBAM(nn.Module):
     The reference formulation runs by default. Without autograd (and outside tracing, export, compile and
     ``torch.func``) the channel→spatial arrangement is fused (:mod:`plugattn.blocks.fused`: same math, fewer
     passes over memory); ``fast=True`` opts in to the guarded training fast path (see :func:`plugattn.fast`).
+
+    :param channels: the input's channel count C.
+    :param reduction: ``r``: the channel MLP's hidden width is ``max(1, C // r)``.
+    :param pool_types: the channel gate's pooled descriptors (``avg``, ``max``, ``lp``, ``lse``; the paper: avg and max).
+    :param kernel_size: the spatial gate's (odd) kernel size; 7 is the paper's best.
+    :param spatial: keep the spatial gate (``False``: channel gate only, the seed's ``no_spatial``).
+    :param order: ``"channel-spatial"`` (the paper), ``"spatial-channel"`` or ``"parallel"``.
+    :param dims: 1, 2 or 3 spatial dimensions.
+    :param bias: biases in the channel MLP (the official code's).
+    :param fast: opt in to the guarded training fast path.
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: a bad channel count, reduction, pool type, kernel size (even or < 1), order or dims.
     """
 
     plugattn_block = True
@@ -211,7 +250,14 @@ class CBAM(nn.Module):
 
     def forward(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
         """The gated ``x``; with ``identity``, ``identity + gated x`` (fused into the last pass where fusion
-        applies: how residual units add the block's output to their shortcut)."""
+        applies: how residual units add the block's output to their shortcut).
+
+        :param x: the feature map (N, C, …) of rank ``dims + 2``, floating point.
+        :param identity: a tensor of ``x``'s shape to add to the gated map, or None.
+        :returns: the gated map, of ``x``'s shape.
+        :raises ValueError: another rank or channel count than the block was built for.
+        :raises TypeError: an integer tensor.
+        """
         check_feature_map(x, "CBAM", self.channels, self.dims)
         if not torch.jit.is_scripting():
             fused = self._fused_forward(x, identity)

@@ -21,7 +21,16 @@ from plugattn.blocks.gate import GateActivation
 
 
 class CoordinateAttention(nn.Module):
-    """``x · Π_axis σ(conv_axis(split(h_swish(BN(conv1(cat(profiles)))))))`` (see the module's docstring)."""
+    """``x · Π_axis σ(conv_axis(split(h_swish(BN(conv1(cat(profiles)))))))`` (see the module's docstring).
+
+    :param channels: the input's channel count C.
+    :param reduction: the hidden width is ``max(min_hidden, C // reduction)`` (32).
+    :param min_hidden: the least hidden width (8, the official code's).
+    :param dims: 2 (N, C, H, W) or 3 (N, C, D, H, W).
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: a bad channel count, reduction or minimum width, or dims 1 (no second axis).
+    """
 
     plugattn_block = True
 

@@ -23,7 +23,14 @@ from plugattn.blocks.pooling import global_pool
 
 
 def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
-    """The paper's adaptive kernel size for ``channels`` (odd; an even ``t`` rounds up, as the official code does)."""
+    """The paper's adaptive kernel size for ``channels`` (odd; an even ``t`` rounds up, as the official code does).
+
+    :param channels: the channel count C.
+    :param gamma: γ in ``t = int(|(log2(C) + b) / γ|)``.
+    :param beta: b in the same rule.
+    :returns: k, odd: t when t is odd, else t + 1.
+    :raises ValueError: a channel count below 1 or γ ≤ 0.
+    """
     require_positive_int("channels", channels)
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
         raise ValueError(f"gamma must be a number > 0, got {gamma!r}")
@@ -33,7 +40,16 @@ def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
 
 class ECA(nn.Module):
     """``x · σ(conv1d_k(GAP(x)))`` with ``kernel_size`` k (None: :func:`eca_kernel_size` of ``channels``, with
-    ``gamma`` and ``beta``). The state dict is the official one (``conv.weight``, shape (1, 1, k))."""
+    ``gamma`` and ``beta``). The state dict is the official one (``conv.weight``, shape (1, 1, k)).
+
+    :param channels: the input's channel count C.
+    :param kernel_size: k, odd; None: the paper's rule from C.
+    :param gamma: γ of the rule (2).
+    :param beta: b of the rule (1).
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: a channel count below 1, an even or non-positive kernel size, γ ≤ 0.
+    """
 
     plugattn_block = True
     fuses_addition = True

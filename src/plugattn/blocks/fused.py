@@ -152,7 +152,7 @@ def _gradient_at_maxima(x: Tensor, dims: list[int], maxima: Tensor, grad: Tensor
 
 
 class GlobalPools(torch.autograd.Function):
-    """:func:`~plugattn.blocks.pooling.global_pools` whose backward writes the gradient of all descriptors into
+    """``global_pools`` whose backward writes the gradient of all descriptors into
     one buffer and finds the maxima again in the saved input (so a rebuilt input still routes every gradient)."""
 
     @staticmethod

@@ -81,7 +81,16 @@ class MMTM(nn.Module):
     ``sigmoid`` (the official code's; give it to load the code's weights). ``init="identity"``: with ``2sigmoid``
     the per-stream layers start at zero
     (every gate exactly 1, the joint layer learning from the first step); with ``sigmoid`` each stream is
-    ``x + α·(x·g − x)`` with a learnable ``α`` from 0.
+    ``x + α·(x·g − x)`` with a learnable ``α`` from 0. ``forward(*streams)`` returns the gated streams, in order.
+
+    :param channels: each stream's channel count (two or more streams, of any rank ≥ 2).
+    :param ratio: the joint layer's width is ``int(2·ΣC / ratio)`` (the official code's; at least 1).
+    :param gate: ``"2sigmoid"`` or ``"sigmoid"`` (see above).
+    :param init: ``"paper"`` or ``"identity"``.
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: fewer than two streams, a channel count below 1, a ratio ≤ 0, an unknown gate or start;
+        on input, streams other than the block was built for (number, channels, batch).
     """
 
     plugattn_block = True
@@ -147,7 +156,18 @@ class _MainStreamStart(nn.Module):
 
 
 class SESum(_MainStreamStart):
-    """ESANet's fusion: ``Σᵢ SEᵢ(xᵢ)``, one SE (1×1 convolutions with bias, ``reduction``) per stream."""
+    """ESANet's fusion: ``Σᵢ SEᵢ(xᵢ)``, one SE (1×1 convolutions with bias, ``reduction``) per stream.
+    ``forward(*streams)`` returns the fused map, which replaces the first (main) stream.
+
+    :param channels: the channel count every stream has.
+    :param reduction: each SE's reduction.
+    :param streams: how many streams (≥ 2).
+    :param init: ``"paper"`` or ``"identity"`` (``main + α·(fused − main)``, α from 0).
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: fewer than two streams, a bad channel count, reduction or start; on input, streams of
+        different shapes.
+    """
 
     def __init__(self, channels: int, reduction: int = 16, *, streams: int = 2, init: str = "paper",
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
@@ -191,7 +211,17 @@ class ChannelGateConv(nn.Module):
 
 
 class GatedSum(_MainStreamStart):
-    """ACNet's fusion: ``Σᵢ xᵢ·σ(Wᵢ·GAP(xᵢ) + bᵢ)`` (plus ``merged``, ACNet's third branch, when given)."""
+    """ACNet's fusion: ``Σᵢ xᵢ·σ(Wᵢ·GAP(xᵢ) + bᵢ)`` (plus ``merged``, ACNet's third branch, when given).
+    ``forward(*streams, merged=None)`` returns the fused map, which replaces the first (main) stream.
+
+    :param channels: the channel count every stream has.
+    :param streams: how many streams (≥ 2).
+    :param init: ``"paper"`` or ``"identity"`` (``main + α·(fused − main)``, α from 0).
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: fewer than two streams, a bad channel count or start; on input, streams (or ``merged``) of
+        different shapes.
+    """
 
     def __init__(self, channels: int, *, streams: int = 2, init: str = "paper",
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
@@ -222,7 +252,15 @@ class GatedSum(_MainStreamStart):
 class ConcatFusion(nn.Module):
     """Mid fusion: ``block(cat(x₁, …, xₙ))`` with ``block`` any registered attention over ΣC channels, or none
     (``attention=None``: the plain concatenation, the control); ``init="identity"``: the plain concatenation until
-    the block learns."""
+    the block learns. ``forward(*streams)`` returns the (gated) concatenation.
+
+    :param channels: each stream's channel count; the streams must share their spatial size.
+    :param attention: a registry name (:func:`plugattn.list_attention`) or None.
+    :param init: ``"paper"`` or ``"identity"``.
+    :param options: the block's options (``reduction=``, …).
+    :raises ValueError: fewer than two streams, a bad channel count, an unknown block or start; on input, streams of
+        different spatial sizes.
+    """
 
     plugattn_block = True
 
@@ -265,12 +303,23 @@ the sums (``streams=`` says how many)."""
 
 
 def list_fusions() -> list[str]:
-    """Names accepted by :func:`create_fusion`, sorted."""
+    """Names accepted by :func:`create_fusion`.
+
+    :returns: the fusion names, sorted.
+    """
     return sorted(FUSIONS)
 
 
 def create_fusion(name: str, channels: int | Sequence[int], **options: Any) -> nn.Module:
-    """Build the fusion block registered as ``name`` (close matches named when it is unknown)."""
+    """Build the fusion block registered as ``name``.
+
+    :param name: one of :func:`list_fusions` (``mmtm``, ``se-sum``, ``gated-sum``, ``concat``).
+    :param channels: a list of channel counts (one per stream) for ``mmtm`` and ``concat``; one count for the sums
+        (``streams=`` says how many).
+    :param options: the block's options.
+    :returns: the fusion block.
+    :raises ValueError: an unknown name (close matches named) or options the block refuses.
+    """
     if name not in FUSIONS:
         close = difflib.get_close_matches(str(name), FUSIONS, n=3)
         hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""

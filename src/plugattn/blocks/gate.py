@@ -15,13 +15,18 @@ ACTIVATIONS = (*GATE_FUNCTIONS, "softmax", "2sigmoid", "1+tanh")
 ``2sigmoid`` (``2·σ``) and ``1+tanh`` are worth exactly 1 at 0, the gates of the zero starts
 (:func:`plugattn.blocks.zero_start`)."""
 GATE_KINDS = ("channel", "spatial", "element")
-"""What a gate's output is: channel weights (N, C), a spatial map (N, 1, *spatial), or anything else (a weight per
+"""What a gate's output is: channel weights (N, C), a spatial map ``(N, 1, *spatial)``, or anything else (a weight per
 element, as SimAM's, or a map over rotated axes, as Triplet attention's C–W and H–C branches)."""
 
 
 class GateActivation(nn.Module):
-    """Apply ``function`` (one of :data:`ACTIVATIONS`) to a gate's logits; ``kind`` says what its output is
-    (:data:`GATE_KINDS`). Holds no parameters."""
+    """Apply ``function`` to a gate's logits; ``kind`` says what its output is. Holds no parameters: it exists so
+    that the weights a block produced can be observed with an ordinary forward hook.
+
+    :param kind: one of :data:`~plugattn.blocks.gate.GATE_KINDS`.
+    :param function: one of :data:`~plugattn.blocks.gate.ACTIVATIONS`.
+    :raises ValueError: an unknown kind or function.
+    """
 
     def __init__(self, kind: str, function: str = "sigmoid") -> None:
         super().__init__()
@@ -46,5 +51,9 @@ class GateActivation(nn.Module):
 
 
 def find_gates(model: nn.Module) -> list[tuple[str, GateActivation]]:
-    """Every gate activation inside ``model``, with its qualified module name, in forward-definition order."""
+    """Every gate activation inside ``model``.
+
+    :param model: any module.
+    :returns: (qualified name, gate) pairs in module order.
+    """
     return [(name, module) for name, module in model.named_modules() if isinstance(module, GateActivation)]

@@ -35,7 +35,17 @@ def _transform(channels: int, hidden: int, dims: int, factory: dict) -> nn.Seque
 
 
 class GlobalContext(nn.Module):
-    """GCNet's context block (see the module's docstring): ``x + T_add(ctx)`` and/or ``x · σ(T_mul(ctx))``."""
+    """GCNet's context block (see the module's docstring): ``x + T_add(ctx)`` and/or ``x · σ(T_mul(ctx))``.
+
+    :param channels: the input's channel count C.
+    :param ratio: the transform's hidden width is ``int(C · ratio)``; None: 1/16 with at least one channel.
+    :param pooling: ``"att"`` (softmax attention pooling, the paper) or ``"avg"`` (the plain mean).
+    :param fusion: ``("add",)`` (the paper's default), ``("mul",)`` or both.
+    :param dims: 1, 2 or 3 spatial dimensions.
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: a bad channel count, pooling, fusion or dims; a ratio ≤ 0 or one that gives 0 hidden channels.
+    """
 
     plugattn_block = True
 
@@ -85,6 +95,11 @@ class GlobalContext(nn.Module):
         if self.channel_add_conv is not None:
             out = out + self.channel_add_conv(context)
         return out
+
+    def starts_as_identity(self) -> bool:
+        """Whether the block as built is the exact identity: additive fusion only (its last convolution starts at
+        zero; a multiplicative transform's σ(0) halves the map)."""
+        return self.channel_mul_conv is None
 
     def gate_logit_layers(self) -> list[nn.Module]:
         """The layers whose outputs are this block's gate logits (zeroed by :func:`~plugattn.blocks.zero_start`)."""

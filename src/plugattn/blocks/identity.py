@@ -45,7 +45,19 @@ LEGACY_INSERTION_INIT = "identity"
 
 class IdentityStart(nn.Module):
     """``x + α·(block(x) − x)``, ``α = gain·alpha`` with the learnable scalar ``alpha`` starting at 0 (``block``
-    under ``.block``). ``gain`` > 1 makes ``α`` learn faster without touching the optimiser."""
+    under ``.block``). ``gain`` > 1 makes ``α`` learn faster without touching the optimiser.
+
+    A block that is already the identity as built (``block.starts_as_identity()``: GC with additive fusion, whose
+    last convolution starts at zero) starts with ``α = 1`` instead: the blend is then exact as well, and neither
+    ``α`` nor the block is stuck — at ``α = 0`` with ``block(x) = x`` both would receive zero gradients forever.
+    (Only the starting value differs; a checkpoint's stored ``alpha`` is used as it is.)
+
+    :param block: the attention block to start as the identity.
+    :param gain: the factor between the learnt ``alpha`` and the blend ``α`` (1: ``identity``; 10:
+        ``identity-boost``).
+    :raises TypeError: a block that is not an ``nn.Module``.
+    :raises ValueError: a gain that is not a number > 0.
+    """
 
     plugattn_block = True
     fuses_addition = True
@@ -59,7 +71,9 @@ class IdentityStart(nn.Module):
             raise ValueError(f"gain must be a number > 0, got {gain!r}")
         self.block = block
         self.gain = float(gain)
-        self.alpha = nn.Parameter(torch.zeros((), **factory_like(block)))
+        declared = getattr(block, "starts_as_identity", None)
+        start = 1.0 / self.gain if callable(declared) and declared() else 0.0
+        self.alpha = nn.Parameter(torch.full((), start, **factory_like(block)))
 
     def blend(self) -> Tensor:
         """The effective ``α``."""
@@ -70,15 +84,21 @@ class IdentityStart(nn.Module):
         return out if identity is None else identity + out
 
     def extra_repr(self) -> str:
-        gain = "" if self.gain == 1.0 else f" (alpha = {self.gain:g} * a, a learnt from 0)"
-        return f"x + alpha * (block(x) - x), alpha starts at 0{gain}"
+        start = 1 if getattr(self.block, "starts_as_identity", lambda: False)() else 0
+        gain = "" if self.gain == 1.0 else f" (alpha = {self.gain:g} * a, a learnt from {start / self.gain:g})"
+        return f"x + alpha * (block(x) - x), alpha starts at {start}{gain}"
 
 
 def zero_start(block: nn.Module, gate: str = "2sigmoid") -> nn.Module:
     """Make ``block`` start as the exact identity by zeroing the layers that produce its gates' logits
-    (``block.gate_logit_layers()``) and turning its sigmoid gates into ``gate`` (``"2sigmoid"`` or
-    ``"1+tanh"``, both 1 at 0). Returns ``block``, changed in place. Raises ``ValueError`` for a block
-    that cannot start this way (parameter-free SimAM; BAM's ``1 + σ`` residual gate; non-sigmoid gates)."""
+    (``block.gate_logit_layers()``) and turning its sigmoid gates into ``gate``.
+
+    :param block: an attention block that declares ``gate_logit_layers()``.
+    :param gate: ``"2sigmoid"`` or ``"1+tanh"``, both worth exactly 1 at 0.
+    :returns: ``block``, changed in place.
+    :raises ValueError: an unknown gate, or a block that cannot start this way (parameter-free SimAM; BAM's
+        ``1 + σ`` residual gate; non-sigmoid gates), naming the way out.
+    """
     require_choice("gate", gate, tuple(ZERO_GATES.values()))
     declared = getattr(block, "gate_logit_layers", None)
     layers = declared() if callable(declared) else None
@@ -100,7 +120,13 @@ def zero_start(block: nn.Module, gate: str = "2sigmoid") -> nn.Module:
 
 
 def with_init(block: nn.Module, init: str) -> nn.Module:
-    """``block`` started as ``init`` says (one of :data:`INITS`; see the module's docstring)."""
+    """``block`` started as ``init`` says (see the module's docstring).
+
+    :param block: an attention block.
+    :param init: one of :data:`INITS`.
+    :returns: ``block`` itself (``paper``; zero starts change it in place) or an :class:`IdentityStart` around it.
+    :raises ValueError: an unknown start, or a zero start the block cannot take.
+    """
     require_choice("init", init, INITS)
     if init == "identity":
         return IdentityStart(block)

@@ -15,7 +15,13 @@ of the *sum* of squares; lse: log-sum-exp, computed stably (max-shifted)."""
 
 
 def global_pool(x: Tensor, pool_type: str) -> Tensor:
-    """Pool (N, C, *spatial) to (N, C) with one of :data:`POOL_TYPES`."""
+    """Pool every channel of ``x`` over all its positions.
+
+    :param x: a map ``(N, C, *spatial)``.
+    :param pool_type: one of :data:`POOL_TYPES`.
+    :returns: (N, C).
+    :raises ValueError: an unknown pool type.
+    """
     spatial = list(range(2, x.dim()))
     if pool_type == "avg":
         return x.mean(spatial)
@@ -29,5 +35,5 @@ def global_pool(x: Tensor, pool_type: str) -> Tensor:
 
 
 def global_pools(x: Tensor, pool_types: List[str]) -> Tensor:
-    """Pool (N, C, *spatial) with each of ``pool_types`` and stack the results: (P·N, C)."""
+    """Pool ``(N, C, *spatial)`` with each of ``pool_types`` and stack the results: (P·N, C)."""
     return torch.cat([global_pool(x, pool_type) for pool_type in pool_types], 0)

@@ -39,7 +39,17 @@ MARKER = "plugattn_block"
 def register_attention(
     name: str, factory: AttentionFactory | None = None, *, overwrite: bool = False
 ) -> AttentionFactory | Callable[[AttentionFactory], AttentionFactory]:
-    """Register ``factory(channels, **options)`` under ``name``; usable as a decorator."""
+    """Register ``factory(channels, **options)`` under ``name``, so that :func:`create_attention`, ``attach``, the
+    zoo, recipes and the CLI build it by name; usable as a decorator (``@register_attention("mine")``).
+
+    :param name: the registry name.
+    :param factory: a callable returning an ``nn.Module`` for a channel count and keyword options; None: return a
+        decorator that registers the function it decorates.
+    :param overwrite: replace a block already registered under ``name``.
+    :returns: ``factory`` (or the decorator).
+    :raises TypeError: an empty or non-string name, or a factory that is not callable.
+    :raises ValueError: ``name`` already registered and ``overwrite`` not given.
+    """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
 
@@ -55,12 +65,20 @@ def register_attention(
 
 
 def list_attention() -> list[str]:
-    """Names accepted by :func:`create_attention`, sorted."""
+    """Names accepted by :func:`create_attention`.
+
+    :returns: the registered names, sorted.
+    """
     return sorted(_REGISTRY)
 
 
 def attention_options(name: str) -> set[str] | None:
-    """Keyword options the block registered as ``name`` takes besides ``channels``; None when it takes any."""
+    """Keyword options the block registered as ``name`` takes besides ``channels``.
+
+    :param name: a registry name.
+    :returns: the option names, or None when the factory takes any (``**options``).
+    :raises ValueError: an unregistered name (the error proposes close matches).
+    """
     parameters = inspect.signature(_lookup(name)).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
@@ -76,7 +94,16 @@ def _lookup(name: str) -> AttentionFactory:
 
 
 def create_attention(name: str, channels: int, **options: object) -> nn.Module:
-    """Build the block registered as ``name`` for a feature map with ``channels`` channels."""
+    """Build the block registered as ``name`` for a feature map with ``channels`` channels, marked as an attention
+    block (:func:`is_attention_block`).
+
+    :param name: a registry name (:func:`list_attention`).
+    :param channels: the feature map's channel count.
+    :param options: the block's keyword options (:func:`attention_options`).
+    :returns: the block.
+    :raises ValueError: an unregistered name (the error proposes close matches), or options the block refuses.
+    :raises TypeError: an option the block does not take, or a factory that returns no ``nn.Module``.
+    """
     factory = _lookup(name)
     accepted = attention_options(name)
     if accepted is not None:
@@ -91,13 +118,21 @@ def create_attention(name: str, channels: int, **options: object) -> nn.Module:
 
 
 def is_attention_block(module: nn.Module) -> bool:
-    """True for modules marked as attention blocks: plugattn's block classes and every module that
-    :func:`create_attention` built."""
+    """Whether ``module`` is marked as an attention block: plugattn's block classes and every module that
+    :func:`create_attention` built (marked, not recognised by type).
+
+    :param module: any module.
+    :returns: True for a marked block.
+    """
     return getattr(module, MARKER, False) is True
 
 
 def find_attention_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The outermost attention blocks inside ``model`` (a CBAM, not also its gates), with their names."""
+    """The outermost attention blocks inside ``model`` (a CBAM, not also its gates).
+
+    :param model: any module.
+    :returns: (qualified name, block) pairs in module order.
+    """
     found: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
         if is_attention_block(module) and not any(name.startswith(f"{outer}.") or outer == "" for outer, _ in found):

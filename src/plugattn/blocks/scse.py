@@ -48,7 +48,16 @@ class SpatialSE(nn.Module):
 
 
 class SCSE(nn.Module):
-    """``combine(x·cSE(x), x·sSE(x))`` with ``combine`` ``max`` (the authors') or ``add`` (smp's)."""
+    """``combine(x·cSE(x), x·sSE(x))`` with ``combine`` ``max`` (the authors') or ``add`` (smp's).
+
+    :param channels: the input's channel count C.
+    :param reduction: the channel branch's hidden width is ``max(1, C // reduction)`` (2, the authors'; smp: 16).
+    :param combine: ``"max"`` (the authors') or ``"add"`` (segmentation_models.pytorch's).
+    :param dims: 1, 2 or 3 spatial dimensions.
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: a bad channel count, reduction, combine or dims.
+    """
 
     plugattn_block = True
 

@@ -19,7 +19,14 @@ from plugattn.blocks.gate import GateActivation
 
 
 class SimAM(nn.Module):
-    """``x · σ((x − μ)² / (4·(v + λ)) + 0.5)`` per channel (see the module's docstring); no parameters."""
+    """``x · σ((x − μ)² / (4·(v + λ)) + 0.5)`` per channel (see the module's docstring); no parameters.
+
+    :param channels: the input's channel count C (checked on input; nothing depends on it).
+    :param e_lambda: λ > 0 (1e-4; the authors' training commands use 0.1).
+    :param device: accepted for a uniform constructor (no parameters are created).
+    :param dtype: likewise.
+    :raises ValueError: a channel count below 1, or λ ≤ 0.
+    """
 
     plugattn_block = True
     fuses_addition = True

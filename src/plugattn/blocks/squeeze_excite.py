@@ -20,6 +20,7 @@ from plugattn.blocks.gate import GATE_FUNCTIONS, GateActivation
 from plugattn.blocks.pooling import global_pool
 
 SQUEEZES = ("avg", "max")
+"""How SE pools each channel: the paper's mean, or the maximum (an ablation)."""
 
 
 class SqueezeExcite(nn.Module):
@@ -32,6 +33,17 @@ class SqueezeExcite(nn.Module):
     ``divisor=8`` rounds the hidden width to a multiple of 8 as timm's ``SEModule`` does (timm's
     ``seresnet18/34``: 64 channels at r=16 give 8, not 4).
     ``fast=True`` opts in to the guarded training fast path (see :func:`plugattn.fast`).
+
+    :param channels: the input's channel count C.
+    :param reduction: ``r``: the hidden width is ``max(1, C // r)`` (rounded up to ``divisor``).
+    :param squeeze: how each channel is pooled: ``"avg"`` (the paper) or ``"max"`` (an ablation).
+    :param gate: the excitation's activation: ``"sigmoid"`` (the paper), ``"tanh"`` or ``"relu"`` (ablations).
+    :param bias: biases in both linear layers (``False``: the seed's SELayer; ``True``: the papers' SE-ResNets).
+    :param divisor: round the hidden width to a multiple of this (8: timm's ``SEModule``).
+    :param fast: opt in to the guarded training fast path.
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: a channel count, reduction or divisor below 1, or an unknown squeeze or gate.
     """
 
     plugattn_block = True
@@ -69,7 +81,7 @@ class SqueezeExcite(nn.Module):
         )
 
     def channel_weights(self, x: Tensor) -> Tensor:
-        """The excitation ``s`` (N, C) for input ``x``."""
+        """The excitation ``s`` (N, C) for input ``x`` (N, C, …)."""
         if not torch.jit.is_scripting() and self.fast:
             return self.fc(self._fast_squeeze(x))
         return self.fc(global_pool(x, self.squeeze))
@@ -87,7 +99,14 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
         """``x * s``; with ``identity``, ``identity + x * s`` in one pass over memory (how residual units
-        fuse the block into their addition)."""
+        fuse the block into their addition).
+
+        :param x: the feature map (N, C, …), any rank ≥ 3, floating point.
+        :param identity: a tensor of ``x``'s shape to add to the gated map (a residual unit's shortcut), or None.
+        :returns: the gated map, of ``x``'s shape.
+        :raises ValueError: a rank below 3 or another channel count than the block's.
+        :raises TypeError: an integer tensor.
+        """
         check_feature_map(x, "SqueezeExcite", self.channels, 0)
         weights = broadcast_channels(self.channel_weights(x), x)
         if identity is None:

@@ -22,7 +22,15 @@ from plugattn.blocks.gate import GateActivation
 
 
 class TripletAttention(nn.Module):
-    """The mean of CBAM spatial gates over the C–W, H–C and H–W planes (see the module's docstring)."""
+    """The mean of CBAM spatial gates over the C–W, H–C and H–W planes (see the module's docstring).
+
+    :param channels: the input's channel count C (checked on input; the gates' parameters do not depend on it).
+    :param kernel_size: each branch's (odd) kernel size (7).
+    :param spatial: keep the H–W branch (``False``: the official ``no_spatial``).
+    :param device: where the parameters are created.
+    :param dtype: the parameters' dtype.
+    :raises ValueError: a channel count below 1, an even or non-positive kernel size.
+    """
 
     plugattn_block = True
 

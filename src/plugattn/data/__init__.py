@@ -1,6 +1,6 @@
-"""Data sources by kind: images (Fashion-MNIST, CIFAR, image folders; :mod:`plugattn.data.images`), audio (WAV
+"""Data sources by kind: images (Fashion-MNIST, CIFAR, image folders; ``plugattn.data.images``), audio (WAV
 files, log-mel spectrograms; :mod:`plugattn.data.audio`) and paired audio-visual digits (AV-MNIST;
-:mod:`plugattn.data.avmnist`); every one raises :class:`DataError` naming what was expected and what was found."""
+:mod:`plugattn.data.avmnist`); every one raises :class:`~plugattn.data.DataError` naming what was expected and what was found."""
 
 from plugattn.data.errors import DataError
 from plugattn.data.images import (

@@ -20,7 +20,7 @@ from plugattn.data.errors import DataError
 def read_wav(source: str | os.PathLike | BinaryIO, *, rate: int | None = None, name: str | None = None) -> Tensor:
     """The samples of a mono 16-bit PCM WAV file (a path, or an open binary file called ``name`` in messages) as
     float32 in [-1, 1). Stereo, 8-bit, truncated or empty files, and (when ``rate`` is given) another sample rate
-    are a :class:`DataError` naming the file: resampling would change the spectra the model sees, so it is refused
+    are a :class:`~plugattn.data.DataError` naming the file: resampling would change the spectra the model sees, so it is refused
     rather than done silently."""
     is_file = hasattr(source, "read")
     path = name or (getattr(source, "name", "the WAV data") if is_file else os.fspath(source))

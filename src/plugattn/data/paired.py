@@ -56,7 +56,7 @@ class PairedTensors(Dataset):
         return self.inputs[index] if rows is None else self.inputs[index][rows]
 
     def shape(self, index: int) -> tuple[int, ...]:
-        """(C, *spatial) of modality ``index``."""
+        """``(C, *spatial)`` of modality ``index``."""
         return tuple(self.inputs[index].shape[1:])
 
 
@@ -127,7 +127,7 @@ class PairedBundle:
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """(C, *spatial) of each modality."""
+        """``(C, *spatial)`` of each modality."""
         return {name: self.train.shape(index) for index, name in enumerate(self.modalities)}
 
     @property
@@ -237,7 +237,7 @@ def avmnist_bundle(data_dir: str | os.PathLike, options: AVMNISTOptions | None =
 
 
 def _read_file(path: pathlib.Path, rates: dict[str, int], column: str) -> Tensor:
-    """One modality file as a float tensor (C, *spatial): an image in [0, 1], a WAV's log-mel map, a .npy array."""
+    """One modality file as a float tensor ``(C, *spatial)``: an image in [0, 1], a WAV's log-mel map, a .npy array."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         from PIL import Image, UnidentifiedImageError

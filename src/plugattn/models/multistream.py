@@ -104,7 +104,7 @@ class StreamPlan:
         chain = _chain(model, ends)
         self.segments: list[list[tuple[str, bool]]] = [[]]
         self.shapes: list[tuple[int, ...]] = []
-        """The (C, *spatial) of each stage end's output."""
+        """The ``(C, *spatial)`` of each stage end's output."""
         was_training = model.training
         model.eval()
         failure: Exception | None = None
@@ -228,6 +228,18 @@ class MultiStreamNet(nn.Module):
 
     ``example_inputs``: one example tensor (N, C, …) per modality, to measure the maps at each stage and check the
     cut. ``late="concat"`` replaces each backbone's classifier by one linear layer over the concatenated features.
+
+    :param streams: modality name → its backbone (a classification network).
+    :param example_inputs: modality name → an example batch.
+    :param fusion: a fusion name (:func:`plugattn.blocks.list_fusions`), or None (late fusion alone).
+    :param stages: where the fusion blocks go: stage numbers (``layerN``, timm's ``feature_info``) or module names.
+    :param late: ``"average"`` (the streams' logits averaged) or ``"concat"`` (features concatenated, one classifier).
+    :param num_classes: the classes of ``late="concat"``'s classifier.
+    :param init: ``"paper"`` or ``"identity"`` (the network first computes what its streams computed alone).
+    :param fusion_options: the fusion blocks' options.
+    :raises ValueError: bad or missing modality names, an unknown fusion or late fusion, stages a stream lacks, a
+        network whose forward does work outside its modules (the cut is checked against it), streams whose maps
+        a fusion cannot take.
     """
 
     def __init__(self, streams: Mapping[str, nn.Module], example_inputs: Mapping[str, Tensor], *,
@@ -298,7 +310,17 @@ class MultiStreamNet(nn.Module):
 class EarlyFusion(nn.Module):
     """The seed's idea: the modalities resampled to one grid (``size``, bilinear for 2-D maps) and stacked as input
     channels, an attention block (``attention``: any registered name, or None) over those channels, then
-    ``backbone`` (which must take ΣC input channels). ``forward(*inputs)`` in ``modalities`` order."""
+    ``backbone`` (which must take ΣC input channels). ``forward(*inputs)`` in ``modalities`` order.
+
+    :param backbone: the network over the stacked inputs.
+    :param modalities: the modality names, in input order.
+    :param channels: each modality's channels.
+    :param size: the common grid (the largest modality's, so none loses resolution).
+    :param attention: the block over the stacked channels (a registry name), or None.
+    :param init: ``"paper"`` or ``"identity"``.
+    :param options: the block's options.
+    :raises ValueError: bad modality names, a channel count per modality missing, a bad size or block.
+    """
 
     def __init__(self, backbone: nn.Module, modalities: Sequence[str], channels: Sequence[int], size: Sequence[int],
                  *, attention: str | None = "se", init: str = "paper", **options: Any) -> None:
@@ -318,7 +340,7 @@ class EarlyFusion(nn.Module):
         self.backbone = backbone
 
     def stack(self, *inputs: Tensor) -> Tensor:
-        """The modalities on one grid, stacked along channels (N, ΣC, *size)."""
+        """The modalities on one grid, stacked along channels ``(N, ΣC, *size)``."""
         if len(inputs) != len(self.modalities):
             raise ValueError(f"the network takes one input per modality {list(self.modalities)}, got {len(inputs)}")
         for name, x, c in zip(self.modalities, inputs, self.channels):

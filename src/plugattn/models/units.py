@@ -42,7 +42,7 @@ class ResidualUnit(nn.Module):
     """
 
     has_final_norm = False
-    """Whether the branch ends in a BatchNorm that :meth:`normalize_branch` applies (the ``prenorm`` position)."""
+    """Whether the branch ends in a BatchNorm that :meth:`~plugattn.models.units.ResidualUnit.normalize_branch` applies (the ``prenorm`` position)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()

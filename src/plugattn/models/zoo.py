@@ -21,13 +21,14 @@ from plugattn.models.units import POSITIONS, ResidualUnit, default_position
 ATTENTION_PREFIXES = ("se", "cbam", "bam", "eca", "coord", "simam", "triplet", "gc", "scse")
 """Attention whose networks the zoo names ``<prefix>_<model>``. Zoo models follow the papers' official code unless
 an option is passed explicitly: SE-ResNets with biases in both FC layers (their parameter counts prove it; the
-seed's SELayer has none), ECA-ResNets with the released kernel size per stage (:data:`ECA_STAGE_KERNELS`; CIFAR
+seed's SELayer has none), ECA-ResNets with the released kernel size per stage (:data:`~plugattn.models.zoo.ECA_STAGE_KERNELS`; CIFAR
 nets: the paper's rule), GC blocks in the stages after the first (GCNet's c3–c5), Triplet attention's H–W branch
 starting from a zero BatchNorm scale, BAM between stages (after every stage but the last)."""
 
 PLACEMENTS = ("unit", "stage")
 
 ECA_STAGE_KERNELS = {"Bottleneck": (3, 5, 5, 7), "BasicBlock": (3, 3, 3, 3)}
+"""ECANet's released kernel size per stage, by unit type (its ResNet-50: 3, 5, 5, 7)."""
 """ECANet's released ImageNet models: ``eca_resnet50/101/152`` with k = 3, 5, 5, 7 per stage, ``eca_resnet18/34``
 with 3 throughout (``eca_resnet50``: 25,557,112 parameters)."""
 
@@ -83,11 +84,15 @@ def _build_registry() -> dict[str, ModelEntry]:
 
 
 MODELS: dict[str, ModelEntry] = _build_registry()
+"""Every zoo name (plain and with each attention prefix) and how it is built."""
 
 
 def list_models(*, attention: bool = True) -> list[str]:
-    """Every name :func:`create_model` accepts: the base names and, with ``attention``, their forms prefixed by each
-    of :data:`ATTENTION_PREFIXES` (``se_resnet50``, ``eca_resnet50``, …)."""
+    """Every name :func:`create_model` accepts.
+
+    :param attention: also the forms prefixed by each of :data:`~plugattn.models.zoo.ATTENTION_PREFIXES` (``se_resnet50``, …).
+    :returns: the base names, sorted, then the prefixed ones.
+    """
     names = sorted(MODELS)
     if attention:
         names += [f"{prefix}_{name}" for prefix in ATTENTION_PREFIXES for name in sorted(MODELS)]
@@ -109,7 +114,7 @@ def resolve_model_name(name: str) -> tuple[str, str | None]:
 
 
 def model_entry(name: str) -> ModelEntry:
-    """The :class:`ModelEntry` for a base or prefixed model name."""
+    """The :class:`~plugattn.models.zoo.ModelEntry` for a base or prefixed model name."""
     return MODELS[resolve_model_name(name)[0]]
 
 
@@ -158,9 +163,26 @@ def create_model(
     count (1 for grey images). ``stem_pool`` (ImageNet nets: ``"pad"``, torchvision's, or ``"ceil"``,
     Cadene's) and ``shortcut`` (CIFAR ResNet-20…110: ``"A"``, He et al.'s zero padding, or ``"B"``, 1×1
     projections as in senet.pytorch) select architecture variants. ``num_classes=0`` builds no classifier and
-    ``global_pool=""`` no pooling (the network then returns its feature maps). ``init="identity"`` starts every
-block as the exact identity (:class:`~plugattn.blocks.IdentityStart`; ``"paper"``: as the papers build it).
-Extra keywords go to the blocks.
+    ``global_pool=""`` no pooling (the network then returns its feature maps). ``init`` says how the blocks start
+    (``"paper"``: as the papers build them; the identity starts of :data:`~plugattn.blocks.INITS`). Extra keywords
+    go to the blocks.
+
+    :param name: a zoo name (:func:`list_models`), plain or with an attention prefix.
+    :param num_classes: the classifier's classes (0: none); None: 1000 (ImageNet-style) or 10 (CIFAR-style).
+    :param attention: a registry name, or None/``"none"``; given by the prefix when ``name`` has one.
+    :param reduction: the blocks' reduction; None: each block's own default.
+    :param position: where in each residual unit (:data:`~plugattn.models.POSITIONS`); None: the block's official place.
+    :param stages: the 1-based stages that get blocks; None: all (GC: 2–4; ``placement="stage"``: all but the last).
+    :param placement: ``"unit"`` (every residual unit) or ``"stage"`` (after each stage); None: ``stage`` for BAM.
+    :param in_channels: the input's channels.
+    :param stem_pool: ImageNet-style nets: ``"pad"`` (torchvision's) or ``"ceil"`` (Cadene's).
+    :param shortcut: CIFAR ResNet-20…110: ``"A"`` (zero padding) or ``"B"`` (1×1 projections).
+    :param global_pool: ``"avg"``, or ``""`` for no pooling.
+    :param init: how the blocks start (:data:`~plugattn.blocks.INITS`).
+    :param block_options: the blocks' own options.
+    :returns: the network.
+    :raises ValueError: an unknown name (close matches named), block, position, stage, placement, start or
+        architecture option; a prefix and another ``attention``; block options without attention.
     """
     base, prefix = resolve_model_name(name)
     entry = MODELS[base]
@@ -222,8 +244,13 @@ def _eca_per_stage(entry: ModelEntry, reduction: int | None, block_options: Mapp
 
 
 def load_backbone_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
-    """Load a plain network's weights (e.g. torchvision's ResNet) into ``model``; return the keys left
-    missing, which must all belong to attention blocks. Unexpected keys or shape mismatches raise."""
+    """Load a plain network's weights (e.g. torchvision's ResNet) into ``model`` with attention.
+
+    :param model: a zoo network (with or without attention).
+    :param state_dict: the plain network's tensors, by the zoo's (torchvision's) key names.
+    :returns: the keys left missing, which all belong to attention blocks.
+    :raises ValueError: keys the model does not have, shape mismatches, or missing keys outside the attention.
+    """
     own = model.state_dict()
     unexpected = [key for key in state_dict if key not in own]
     if unexpected:

@@ -1,9 +1,8 @@
 """Train and evaluate any model recipe on real data: one process or DDP (``torchrun``), exact resume,
 progress bars, TensorBoard + CSV logs, a JSON summary and a confusion-matrix plot.
 
-By concern: :mod:`.config` (what a run is), :mod:`.setup` (runtime, model, optimiser, loaders),
-:mod:`.loop` (the epochs), :mod:`.records` (checkpoints and metrics), :mod:`.evaluation` (testing a model,
-reading a run back)."""
+By concern: ``config`` (what a run is), ``setup`` (runtime, model, optimiser, loaders), ``loop`` (the epochs),
+``records`` (checkpoints and metrics), ``evaluation`` (testing a model, reading a run back)."""
 
 from plugattn.training.config import TrainConfig, config_from_checkpoint
 from plugattn.training.evaluation import (

@@ -24,7 +24,44 @@ ARCHITECTURE_FIELDS = ("model", "attention", "reduction", "position", "stages", 
 @dataclass
 class TrainConfig(ModelRecipe):
     """Everything a training run depends on — the model's recipe (the fields of
-    :class:`~plugattn.recipe.ModelRecipe`), the data and the optimisation; stored in every checkpoint."""
+    :class:`~plugattn.recipe.ModelRecipe`, whose parameters it takes first: ``model``, ``weights``, ``attention``,
+    ``reduction``, ``position``, ``stages``, ``where``, ``init``, ``block_options``, ``normalize``, ``fusion``,
+    ``fusion_stages``, ``fusion_attention``, ``late``, ``fusion_options``), the data and the optimisation;
+    stored in every checkpoint. The ``plugattn train`` options are these fields.
+
+    :param dataset: ``fashion-mnist``, ``cifar10``, ``cifar100``, ``imagefolder:PATH``, ``avmnist`` or
+        ``pairs:MANIFEST.csv``.
+    :param data_dir: where the data set's files are.
+    :param image_size: resize the shorter side and centre-crop to this size.
+    :param augment: ``cifar`` (pad-crop and flip), ``imagenet`` (random resized crop and flip) or ``none``.
+    :param download: let torchvision download CIFAR (nothing downloads otherwise).
+    :param train_subset: a fixed subset of the training images.
+    :param test_subset: the first test images only.
+    :param epochs: training epochs.
+    :param batch_size: the batch size (per process under DDP).
+    :param optimizer: ``sgd`` (Nesterov unless ``nesterov=False``) or ``adamw``.
+    :param lr: the peak learning rate.
+    :param momentum: SGD momentum.
+    :param nesterov: Nesterov momentum.
+    :param weight_decay: weight decay (not on BatchNorm scales and shifts, biases or α).
+    :param schedule: ``cosine``, ``step`` or ``constant``, after the warm-up.
+    :param warmup_epochs: linear warm-up, in (fractional) epochs.
+    :param milestones: the ``step`` schedule's epochs (×0.1 each).
+    :param label_smoothing: cross-entropy label smoothing.
+    :param attention_lr_mult: the attention parameters' learning-rate multiplier.
+    :param freeze_backbone_epochs: epochs during which only attention and classifier train.
+    :param ema: an exponential moving average of the weights with this decay (evaluated and saved), or None.
+    :param precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+    :param compile: ``torch.compile`` the model.
+    :param channels_last: channels-last memory format.
+    :param clip_grad: clip the gradients' norm to this, or None.
+    :param modality_dropout: paired data: the probability a sample's modality is replaced by its mean.
+    :param seed: the seed every random draw derives from.
+    :param workers: DataLoader workers.
+    :param device: ``auto``, ``cpu`` or ``cuda``.
+    :param out_dir: the run's folder.
+    :param progress: progress bars and notes on the console.
+    """
 
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
@@ -106,7 +143,7 @@ class TrainConfig(ModelRecipe):
         return {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
 
     def with_resolved_init(self, insertion_default: str | None = None) -> TrainConfig:
-        """This config with ``init`` set to what an unset one means (:meth:`resolved_init`), so that a checkpoint
+        """This config with ``init`` set to what an unset one means (:meth:`~plugattn.recipe.ModelRecipe.resolved_init`), so that a checkpoint
         records the start it was built with and a later change of the default cannot rebuild it differently.
         Without attention it stays unset (nothing starts), and paired data keep theirs unset (their fusion blocks have
         their own rule, which has not changed)."""

@@ -62,8 +62,15 @@ def evaluate_model(model: nn.Module, loader: DataLoader, transform: BatchTransfo
 
 def load_trained(path: str | os.PathLike, *, dataset: str | None = None, data_dir: str | None = None
                  ) -> tuple[nn.Module, DataBundle, TrainConfig, dict[str, Any]]:
-    """The model of a checkpoint written by :func:`train` (eval mode), its data set (or ``dataset``, which
-    must have as many classes), its config and the checkpoint's metadata."""
+    """The model of a checkpoint written by :func:`train`, rebuilt from the recipe the checkpoint records.
+
+    :param path: the checkpoint.
+    :param dataset: another data set to pair it with (as many classes), or None: the run's.
+    :param data_dir: where that data set lives.
+    :returns: the model (eval mode), its data set, its config and the checkpoint's metadata.
+    :raises plugattn.checkpoint.CheckpointError: a corrupt or foreign file.
+    :raises plugattn.data.DataError: data that cannot be found or read.
+    """
     tensors, meta = load_checkpoint(path)
     config = config_from_checkpoint(meta)
     recorded = meta.get("preprocessing")  # absent in checkpoints written before it was recorded: the data set's own
@@ -112,9 +119,20 @@ def evaluate_on_test(model: nn.Module, data: DataBundle, *, batch_size: int = 25
 def evaluate_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, data_dir: str | None = None,
                         batch_size: int = 256, device: str = "auto", corrupt: Sequence[str] = (),
                         limit: int | None = None) -> dict[str, Any]:
-    """Evaluate a checkpoint written by :func:`train` on its data set's test split (or ``dataset``'s; its first
-    ``limit`` samples when given); for paired data also under each corruption in ``corrupt`` (``"audio=noise:0"``,
-    see :func:`plugattn.data.paired.parse_corruptions`), reported under ``corrupted``."""
+    """Evaluate a checkpoint written by :func:`train` on its data set's test split.
+
+    :param path: the checkpoint.
+    :param dataset: another data set's test split (as many classes), or None: the run's.
+    :param data_dir: where that data set lives.
+    :param batch_size: evaluation batch size.
+    :param device: ``auto``, ``cpu`` or ``cuda``.
+    :param corrupt: paired data only: corruptions to evaluate under as well (``"audio=noise:0"``, see
+        :func:`plugattn.data.paired.parse_corruptions`).
+    :param limit: the first ``limit`` test samples only.
+    :returns: top-1/top-5, per-class accuracy, and for corruptions their results under ``corrupted``.
+    :raises ValueError: corruptions of a single-modality data set, or of an unknown modality.
+    :raises plugattn.checkpoint.CheckpointError: a corrupt or foreign file.
+    """
     model, data, _, meta = load_trained(path, dataset=dataset, data_dir=data_dir)
     conditions = {text: parse_corruptions(text) for text in corrupt}
     if conditions and not isinstance(data, PairedBundle):

@@ -44,8 +44,20 @@ from plugattn.training.setup import (
 
 
 def train(config: TrainConfig, *, resume: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Train ``config`` to completion (or continue from ``resume``, a checkpoint path) and return the
-    summary that is also written to ``out_dir/summary.json``."""
+    """Train ``config`` to completion, or continue from ``resume``. Every epoch writes ``last.safetensors`` (and
+    ``best.safetensors``) atomically; a run killed anywhere and resumed ends with the same checkpoint, bit for bit.
+    Under ``torchrun`` it trains with DDP.
+
+    :param config: the run.
+    :param resume: a checkpoint of this run to continue from, or None for a new run.
+    :returns: the summary that is also written to ``out_dir/summary.json`` (top-1/top-5, per-class accuracy, the
+        metrics before training for runs from weights, parameters, MACs, time).
+    :raises ValueError: settings no run can use (naming the setting).
+    :raises FileExistsError: ``out_dir`` already holds a run and ``resume`` is None (nothing is overwritten).
+    :raises plugattn.data.DataError: data that cannot be found or read.
+    :raises plugattn.checkpoint.CheckpointError: a corrupt or foreign checkpoint, or one of another architecture
+        or data set than ``config``.
+    """
     config.validate()
     config = config.with_resolved_init()
     out_dir = pathlib.Path(config.out_dir)
@@ -228,7 +240,7 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
 def train_one_epoch(context: EpochContext, epoch: int, *, frozen: bool = False) -> dict[str, float]:
     """One pass over ``context.loader``: a step per batch; returns the epoch's training record. Augmentation
     draws from a generator seeded by (seed, epoch, rank), and the global generators are seeded from the same
-    (:func:`seed_epoch`), so a resumed run sees the same batches and draws the same dropout masks."""
+    (``seed_epoch``), so a resumed run sees the same batches and draws the same dropout masks."""
     tqdm = require("tqdm", "train").tqdm
     config, runtime, model, optimizer, scaler = context.config, context.runtime, context.model, context.optimizer, context.scaler
     model.train()

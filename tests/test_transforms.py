@@ -230,6 +230,35 @@ def test_torch_compile_train_and_eval_agree(name):
         _close(compiled(x), reference(x), 1e-4)
 
 
+@pytest.mark.parametrize(("name", "units", "backend"), [
+    ("zoo-cbam_resnet20", False, "inductor"),
+    ("attached-resnet18", False, "aot_eager"),  # the graphs captured through attach's hooks, AOT autograd's split
+    pytest.param("zoo-cbam_resnet20", True, "inductor", marks=pytest.mark.slow),
+    pytest.param("attached-resnet18", False, "inductor", marks=pytest.mark.slow),
+])
+def test_regional_compile_train_and_eval_agree(name, units, backend):
+    """plugattn.compile: the attention blocks (or their units) compiled in place, the rest eager; outputs,
+    gradients and BatchNorm running statistics as the eager reference's, in training and evaluation."""
+    build, shape = SUBJECTS[name]
+    model = build(True)
+    reference = copy.deepcopy(model)
+    compiled = plugattn.compile(model, "regional", units=units, backend=backend)
+    assert compiled is model and model.state_dict().keys() == reference.state_dict().keys()
+    x = _input(shape)
+    out, expected = compiled(x), reference(x)
+    _close(out, expected, 1e-4)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        _close(p.grad, q.grad, 1e-3)
+    for (key, tensor), other in zip(model.state_dict().items(), reference.state_dict().values()):
+        if "running" in key:
+            _close(tensor, other, 1e-5)
+    model.eval(), reference.eval()
+    with torch.no_grad():
+        _close(compiled(x[:1]), reference(x[:1]), 1e-4)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("name", ["block-cbam", "block-coord", "block-gc", "zoo-cbam_resnet20", "attached-resnet18"])
 def test_autocast_agrees_with_float32(name, dtype):

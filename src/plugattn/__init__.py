@@ -38,6 +38,7 @@ from plugattn.inspection import AttentionCapture, capture
 from plugattn.models import create_model, list_models, load_backbone_state_dict
 from plugattn.inference import fold_batchnorm, optimize
 from plugattn.fastpath import fast
+from plugattn.compilation import compile
 from plugattn.profiling import ProfileReport, count_macs, count_parameters, peak_memory, profile
 
 __version__ = "0.2.0"
@@ -64,6 +65,7 @@ __all__ = [
     "attached_blocks",
     "attention_options",
     "capture",
+    "compile",
     "convert_state_dict",
     "count_macs",
     "count_parameters",

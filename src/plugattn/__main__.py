@@ -11,7 +11,9 @@ def main() -> None:
     except MissingExtraError as error:
         print(f"plugattn: {error}", file=sys.stderr)
         sys.exit(2)
-    app(prog_name="plugattn")
+    from plugattn.cli.parsing import bare_flags_with_values
+
+    app(args=bare_flags_with_values(sys.argv[1:], {"--compile": "full"}), prog_name="plugattn")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,18 @@ from typing import Any
 SEED_KEYS = ("seed", "seeds")
 
 
+def bare_flags_with_values(argv: Sequence[str], flags: dict[str, str]) -> list[str]:
+    """``argv`` with each bare option of ``flags`` (one followed by another option, or last) given its value:
+    ``--compile`` alone was a flag before it took a mode, and keeps meaning ``full``."""
+    result: list[str] = []
+    for index, token in enumerate(argv):
+        result.append(token)
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if token in flags and (following is None or following.startswith("-")):
+            result.append(flags[token])
+    return result
+
+
 def parse_int_list(text: str | None, name: str) -> list[int] | None:
     """``"3,4"`` -> [3, 4]; None or "" -> None; ``name`` is the option reported on malformed text."""
     if not text:

@@ -78,7 +78,9 @@ def train(
     freeze_backbone_epochs: int = FREEZE_OPTION,
     ema: float = EMA_OPTION,
     precision: str = typer.Option("fp32", help="fp32, bf16 (CPU or CUDA) or fp16 (CUDA)."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    compile: str = typer.Option("none", "--compile", help="none; regional: the attention blocks compiled, the rest "
+                                "eager (plugattn.compile); full: torch.compile of the whole model. A bare --compile "
+                                "means full."),
     channels_last: bool = typer.Option(False, "--channels-last"),
     clip_grad: float = typer.Option(None, help="Clip the gradient norm to this value."),
     seed: int = typer.Option(0),

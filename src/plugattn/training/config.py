@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plugattn.blocks import INITS, LEGACY_INSERTION_INIT
+from plugattn.compilation import compile_mode
 from plugattn.data import AUGMENTATIONS
 from plugattn.data.paired import is_paired
 from plugattn.recipe import ModelRecipe
@@ -52,7 +53,8 @@ class TrainConfig(ModelRecipe):
     :param freeze_backbone_epochs: epochs during which only attention and classifier train.
     :param ema: an exponential moving average of the weights with this decay (evaluated and saved), or None.
     :param precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
-    :param compile: ``torch.compile`` the model.
+    :param compile: ``none``, ``regional`` (the attention compiled, the rest eager: :func:`plugattn.compile`) or
+        ``full`` (``torch.compile`` of the whole model); ``True``, as checkpoints stored it before, is ``full``.
     :param channels_last: channels-last memory format.
     :param clip_grad: clip the gradients' norm to this, or None.
     :param modality_dropout: paired data: the probability a sample's modality is replaced by its mean.
@@ -85,7 +87,7 @@ class TrainConfig(ModelRecipe):
     freeze_backbone_epochs: int = 0
     ema: float | None = None
     precision: str = "fp32"
-    compile: bool = False
+    compile: str | bool = "none"
     channels_last: bool = False
     clip_grad: float | None = None
     modality_dropout: float = 0.0
@@ -127,6 +129,7 @@ class TrainConfig(ModelRecipe):
                                             or self.image_size < 1):
             raise ValueError(f"image_size must be a positive int, got {self.image_size!r}")
         self.normalize_mode()
+        compile_mode(self.compile)
         if not 0 <= self.modality_dropout < 1:
             raise ValueError(f"modality_dropout must be a probability in [0, 1), got {self.modality_dropout}")
         if self.modality_dropout and not is_paired(self.dataset):

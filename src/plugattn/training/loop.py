@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plugattn.compilation import compile as plugattn_compile
+from plugattn.compilation import compile_mode, compiled_regions
 from plugattn.data import DataBundle
 from plugattn.data.paired import PairedBundle, is_paired
 from plugattn.extras import require
@@ -149,10 +151,14 @@ def _run_preprocessing(config: TrainConfig, resume: str | os.PathLike | None) ->
 
 
 def _trainable(model: nn.Module, config: TrainConfig, ddp_device: torch.device | None) -> nn.Module:
-    """What the loop steps: ``model`` wrapped for DDP (when ``ddp_device`` is given) and compiled when asked."""
+    """What the loop steps: ``model`` wrapped for DDP (when ``ddp_device`` is given) and compiled as asked —
+    regionally in place (a model without attention, a sweep's control, stays eager), or whole."""
+    mode = compile_mode(config.compile)
+    if mode == "regional" and compiled_regions(model):
+        plugattn_compile(model, "regional")
     if ddp_device is not None:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[ddp_device] if ddp_device.type == "cuda" else None)
-    return torch.compile(model) if config.compile else model
+    return plugattn_compile(model, "full") if mode == "full" else model
 
 
 def _ema(model: nn.Module, decay: float | None) -> nn.Module | None:

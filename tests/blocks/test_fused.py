@@ -227,3 +227,108 @@ def test_fast_training_units_keep_no_full_size_copy_for_the_attention():
         assert step_peak(model) > 1.12 * plain, name  # the default path keeps the block's input: one more map per unit
         plugattn.fast(model)
         assert step_peak(model) < 1.08 * plain, name  # only (N, C) weights and (N, 1, H, W) maps are added
+
+
+SMALL_CASES = list(itertools.product([("avg", "max"), ("avg", "max", "lp", "lse")], ["paper", "zero-sigmoid"],
+                                     [(1, 24, 8, 8), (3, 24, 9, 11), (1, 24, 32, 32), (2, 24, 17), (1, 24, 4, 5, 6)]))
+
+
+@pytest.mark.parametrize(("pool_types", "init", "shape"), SMALL_CASES, ids=[f"{'+'.join(p)}-{i}-{'x'.join(map(str, s))}"
+                                                                             for p, i, s in SMALL_CASES])
+def test_small_maps_take_the_fewest_dispatches_and_equal_the_reference(pool_types, init, shape):
+    """On maps of at most 32×32 positions, inference takes cbam_small_map_inference (the MLP applied once, the
+    submodules' forward called directly, the 2→1 convolution through thnn at batch 1), which equals the reference
+    formulation — with every pool type, the zero starts' 2σ gates, 1-D/2-D/3-D maps, and in training mode (running
+    statistics updated once, as the reference updates them)."""
+    from plugattn.blocks import with_init
+    from plugattn.blocks.fused import hook_free
+
+    torch.manual_seed(0)
+    dims = len(shape) - 2
+    block = with_init(CBAM(24, 4, pool_types=pool_types, dims=dims), init)
+    with torch.no_grad():
+        for parameter in block.parameters():
+            parameter.uniform_(-0.5, 0.5)
+        block.spatial_gate.spatial.bn.running_var.uniform_(0.5, 2)
+    reference = copy.deepcopy(block)
+    assert hook_free(block)
+    x, identity = torch.randn(shape), torch.randn(shape)
+    for mode in ("eval", "train"):
+        block.train(mode == "train"), reference.train(mode == "train")
+        with torch.no_grad():
+            _close(block(x, identity), identity + reference._reference(x))
+            _close(block(x), reference._reference(x))
+        for key, value in block.state_dict().items():
+            torch.testing.assert_close(value, reference.state_dict()[key], msg=key)
+
+
+def test_a_hook_inside_a_block_keeps_the_path_that_calls_every_submodule():
+    from plugattn.blocks.fused import hook_free
+
+    block = CBAM(16, 4).eval()
+    seen = []
+    block.spatial_gate.gate.register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    assert not hook_free(block)
+    with torch.no_grad():
+        block(torch.randn(1, 16, 8, 8))
+    assert seen == [torch.Size([1, 1, 8, 8])]
+    with plugattn.capture(plugattn.create_model("cbam_resnet20").eval()) as captured:
+        pass
+    assert captured.names
+
+
+@pytest.mark.parametrize("name", ["cbam_resnet20", "se_resnet20", "coord_resnet20", "simam_resnet20"])
+def test_checkpointed_attention_equals_the_reference(name):
+    """Non-reentrant activation checkpointing of the final BatchNorm and the attention: outputs, gradients and
+    second derivatives equal in float64 (the shortcut is added outside the region, where the reference fuses it
+    into one addcmul: the last bit may differ), every running statistic (the unit's norm and the attention's own
+    BatchNorms) updated once per step."""
+    def same(a, b):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+    torch.manual_seed(0)
+    reference = plugattn.create_model(name, reduction=4).train().double()
+    model = copy.deepcopy(reference)
+    units = [unit for unit in model.modules() if hasattr(unit, "checkpoint_attention")]
+    for unit in units:
+        unit.checkpoint_attention = True
+    x = torch.randn(3, 3, 32, 32, dtype=torch.double, requires_grad=True)
+    for step in range(2):
+        outputs = [net(x) for net in (model, reference)]
+        grads = [torch.autograd.grad(out.square().sum(), [x, *net.parameters()], create_graph=True)
+                 for out, net in zip(outputs, (model, reference))]
+        same(outputs[0], outputs[1])
+        for ours, theirs in zip(*grads):
+            same(ours, theirs)
+        second = [torch.autograd.grad(g[0].square().sum(), x)[0] for g in grads]
+        same(*second)
+    for key, value in model.state_dict().items():
+        same(value, reference.state_dict()[key])
+
+
+def test_checkpointed_attention_keeps_about_what_the_plain_network_keeps():
+    from plugattn.profiling import peak_memory
+
+    if peak_memory(lambda: None) is None:
+        pytest.skip("peak_memory needs glibc's mallinfo2")
+    x = torch.randn(32, 3, 32, 32)
+
+    def step_peak(model):
+        def step():
+            model(x).sum().backward()
+            model.zero_grad(set_to_none=True)
+
+        step()
+        return min(peak_memory(step) for _ in range(2))
+
+    torch.manual_seed(0)
+    plain = step_peak(plugattn.create_model("resnet20").train())
+    model = plugattn.create_model("cbam_resnet20", reduction=4).train()
+    for unit in model.modules():
+        if hasattr(unit, "checkpoint_attention"):
+            unit.checkpoint_attention = True
+    assert step_peak(model) < 1.05 * plain
+    seen = []
+    model.layer1[0].attention.register_forward_hook(lambda *args: seen.append(1))
+    model(x).sum().backward()
+    assert seen == [1]  # a hooked block is not run twice: that unit runs the reference

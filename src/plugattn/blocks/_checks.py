@@ -117,6 +117,14 @@ def factory_like(*modules: "torch.nn.Module") -> dict:
     return {}
 
 
+def has_global_module_hooks() -> bool:
+    """Whether the process has registered module hooks that apply to every module."""
+    from torch.nn.modules import module as module_hooks
+
+    return any((module_hooks._global_forward_hooks, module_hooks._global_forward_pre_hooks,
+                module_hooks._global_backward_hooks, module_hooks._global_backward_pre_hooks))
+
+
 def has_hooks(module: "torch.nn.Module", *, forward: bool = True) -> bool:
     """Whether ``module`` has forward pre-hooks or backward hooks (and, with ``forward``, forward hooks)."""
     return bool(module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks

@@ -26,10 +26,13 @@ from plugattn.blocks._checks import (
     require_positive_int,
 )
 from plugattn.blocks.fused import (
+    SMALL_MAP,
     GlobalPools,
+    cbam_small_map_inference,
     channel_then_spatial_inference,
     channel_then_spatial_training,
     fast_training_applies,
+    hook_free,
     inference_fusion_applies,
 )
 from plugattn.blocks.gate import GateActivation
@@ -285,11 +288,14 @@ class CBAM(nn.Module):
 
     @torch.jit.unused
     def _fused_forward(self, x: Tensor, identity: Optional[Tensor]) -> Optional[Tensor]:
-        """The fused result where a fused path applies (channel→spatial only), else None."""
+        """The fused result where a fused path applies (channel→spatial only), else None: on small maps with no hook
+        inside the block, the path with the fewest dispatches; on larger ones, the one with the fewest passes."""
         spatial_gate = self.spatial_gate
         if spatial_gate is None or not self._fuses():
             return None
         if inference_fusion_applies(self, x, identity):
+            if x[0, 0].numel() <= SMALL_MAP and hook_free(self):
+                return cbam_small_map_inference(self, x, identity)
             fused = channel_then_spatial_inference
         elif fast_training_applies(self, x, identity):
             fused = channel_then_spatial_training

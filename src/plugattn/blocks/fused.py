@@ -23,7 +23,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-from plugattn.blocks._checks import broadcast_channels
+import torch.nn.functional as F
+
+from plugattn.blocks._checks import broadcast_channels, has_global_module_hooks, has_hooks
 from plugattn.blocks.pooling import global_pools
 
 
@@ -116,6 +118,49 @@ def _pools(x: Tensor, channel: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     else:
         mean = y.mean(1, keepdim=True)
     return channel_max(y), mean.to(y.dtype)
+
+
+SMALL_MAP = 32 * 32
+"""Maps with at most this many positions take :func:`cbam_small_map_inference`: there the block's cost is a dozen
+dispatches of tiny operations, not passes over memory."""
+
+
+def hook_free(block: nn.Module) -> bool:
+    """Whether no hook can observe ``block`` or anything inside it (nor a global module hook): what a path that
+    skips the submodules' ``__call__`` needs."""
+    return not has_global_module_hooks() and not any(has_hooks(module) for module in block.modules())
+
+
+def gate_conv2d(conv: nn.Module, pooled: Tensor) -> Tensor:
+    """The spatial gate's 2→1 convolution of a 2-D map, by shape: oneDNN's kernel costs tens of microseconds of
+    set-up per call, so small maps at batch 1 go through the im2col + matrix-product kernel (``thnn_conv2d``, the
+    same convolution), everything else through ``F.conv2d``. Eager inference only (the caller's guard)."""
+    n, _, h, w = pooled.shape
+    if n == 1 and h * w <= SMALL_MAP:
+        k = conv.kernel_size
+        return torch.ops.aten.thnn_conv2d(pooled, conv.weight, list(k), conv.bias, list(conv.stride),
+                                          list(conv.padding))
+    return conv._conv_forward(pooled, conv.weight, conv.bias)
+
+
+def cbam_small_map_inference(block: nn.Module, x: Tensor, identity: Tensor | None) -> Tensor:
+    """CBAM's channel→spatial result on a small map with the fewest dispatches: the MLP applied once to the sum of
+    its hidden activations (``Σ_p W2·h_p + b2 = W2·Σ_p h_p + P·b2``), the submodules' ``forward`` called directly
+    (:func:`hook_free` holds), the 2→1 convolution through :func:`gate_conv2d`, the result written in place. Same
+    math as the reference, within float rounding."""
+    channel_gate, spatial_gate = block.channel_gate, block.spatial_gate
+    first, second = channel_gate.mlp[1], channel_gate.mlp[3]
+    pools = channel_gate.pool_types
+    hidden = F.linear(global_pools(x, pools), first.weight, first.bias).relu_()
+    hidden = hidden.view(len(pools), x.shape[0], -1).sum(0) if len(pools) > 1 else hidden
+    bias = None if second.bias is None else second.bias * len(pools)
+    channel = channel_gate.gate.forward(F.linear(hidden, second.weight, bias))
+    y = x * broadcast_channels(channel, x)
+    pooled = torch.cat((y.amax(1, keepdim=True), y.mean(1, keepdim=True)), 1)
+    conv_bn = spatial_gate.spatial
+    logits = conv_bn.bn.forward(gate_conv2d(conv_bn.conv, pooled) if x.dim() == 4 else conv_bn.conv.forward(pooled))
+    spatial = spatial_gate.gate.forward(logits)
+    return y.mul_(spatial) if identity is None else torch.addcmul(identity, y, spatial, out=y)
 
 
 def channel_then_spatial_inference(x: Tensor, channel: Tensor, map_from_pools: Callable[[Tensor], Tensor],

@@ -22,9 +22,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules import module as module_hooks
 
-from plugattn.blocks._checks import has_hooks
+from plugattn.blocks._checks import has_global_module_hooks, has_hooks
 
 EXACT_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -32,11 +31,7 @@ EXACT_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 def rebuild_is_safe(norm: nn.Module, *others: nn.Module | None) -> bool:
     """Whether ``norm``'s output may be rebuilt from its input: ``norm`` is exactly a BatchNorm1d/2d/3d, and
     neither it, nor any of ``others`` (the unit, the attention block), nor the process has hooks on modules."""
-    if type(norm) not in EXACT_BATCH_NORMS:
-        return False
-    global_hooks = (module_hooks._global_forward_hooks, module_hooks._global_forward_pre_hooks,
-                    module_hooks._global_backward_hooks, module_hooks._global_backward_pre_hooks)
-    if any(global_hooks):
+    if type(norm) not in EXACT_BATCH_NORMS or has_global_module_hooks():
         return False
     return not any(has_hooks(module) for module in (norm, *others) if module is not None)
 

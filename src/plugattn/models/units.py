@@ -9,13 +9,16 @@ post-activation units only).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import contextlib
+from collections.abc import Callable, Collection, Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
 
-from plugattn.blocks._checks import require_choice
-from plugattn.blocks.fused import fast_training_applies
+from plugattn.blocks._checks import has_global_module_hooks, has_hooks, require_choice
+from plugattn.blocks.fused import fast_training_applies, records_autograd, transforms_active
 from plugattn.models.recompute import recompute_batchnorm_output, rebuild_is_safe
 
 POSITIONS = ("standard", "pre", "post", "identity", "prenorm")
@@ -52,6 +55,7 @@ class ResidualUnit(nn.Module):
         self.attention: nn.Module | None = None
         self.gated_add = False
         self.fast = False
+        self.checkpoint_attention = False
 
     @classmethod
     def available_positions(cls) -> tuple[str, ...]:
@@ -134,9 +138,14 @@ class PostActivationUnit(ResidualUnit):
     def _gated_add(self, branch_input: Tensor, shortcut_input: Tensor) -> Tensor:
         """As for every unit; on the opt-in training fast path (``fast``, see :func:`plugattn.fast`), where its
         guards hold, the attention's saved copy of the final BatchNorm's output is rebuilt from that norm's
-        input in backward instead of kept (see :mod:`plugattn.models.recompute`)."""
+        input in backward instead of kept (see :mod:`plugattn.models.recompute`); with ``checkpoint_attention``
+        the final BatchNorm and the attention run under activation checkpointing instead
+        (:meth:`_checkpointed_add`)."""
         norm = getattr(self, self.final_norm)
         attention = self.attention
+        if self.checkpoint_attention and self._checkpoint_applies(branch_input, norm):
+            return self.activate(self._checkpointed_add(self.branch_body(branch_input), self.shortcut(shortcut_input),
+                                                        norm))
         accepts = getattr(attention, "accepts_rebuilt_input", None)
         if not (self.fast and fast_training_applies(self, branch_input) and callable(accepts) and accepts()
                 and rebuild_is_safe(norm, self, attention)):
@@ -148,8 +157,46 @@ class PostActivationUnit(ResidualUnit):
             gated = self.attention(branch, identity)
         return self.activate(gated)
 
+    def _checkpoint_applies(self, branch_input: Tensor, norm: nn.Module) -> bool:
+        """Checkpointing runs the region twice, so it needs autograd recording, no tracer, compiler, exporter or
+        ``torch.func`` transform (compilation plans its own memory), and no module hooks that would see the
+        second run (on the norm, the unit, the attention, or the process)."""
+        return (records_autograd(self, branch_input) and not transforms_active() and not has_global_module_hooks()
+                and not any(has_hooks(module) for module in (norm, self, self.attention)))
+
+    def _checkpointed_add(self, body: Tensor, identity: Tensor, norm: nn.Module) -> Tensor:
+        """``identity + attention(norm(body))`` with the attention of the normalised map under non-reentrant
+        ``torch.utils.checkpoint``: backward keeps the region's input ``body`` (which the norm keeps anyway) and
+        recomputes the normalised map and everything the attention saved. The shortcut is added outside the region,
+        which would otherwise keep it for the recomputation. The recomputation leaves every running statistic in the region (the norm's, and those of
+        BatchNorms inside the attention, as CBAM's spatial gate) as the first run left them, so they are updated
+        once per step, as without checkpointing."""
+        runs = [0]
+        norms = [module for module in (norm, *self.attention.modules()) if isinstance(module, _BatchNorm)]
+
+        def region(z: Tensor) -> Tensor:
+            runs[0] += 1
+            with _statistics_kept(norms) if runs[0] > 1 else contextlib.nullcontext():
+                return self.attention(norm(z))
+
+        return identity + checkpoint(region, body, use_reentrant=False)
+
     def shortcut(self, x: Tensor) -> Tensor:
         return x if self.downsample is None else self.downsample(x)
 
     def activate(self, summed: Tensor) -> Tensor:
         return self.relu(summed)
+
+
+@contextlib.contextmanager
+def _statistics_kept(norms: list[nn.Module]) -> Iterator[None]:
+    """Run the BatchNorms ``norms`` (any ``_BatchNorm``, SyncBatchNorm included) without their running statistics
+    changing: they are restored afterwards. In training their outputs use the batch's statistics, so they are the
+    first run's."""
+    saved = [(buffer, buffer.clone()) for norm in norms for buffer in norm.buffers(recurse=False)]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)

@@ -1,21 +1,22 @@
-"""What SE and CBAM cost in wall time and memory, against what they must cost.
+"""What the attention costs in wall time and memory, against what it must cost.
 
 Run:  .venv/bin/python benchmarks/attention_overhead.py [--threads 2] [--rounds 7] [--skip-network] [--skip-compile]
+      [--skip-modules] [--skip-family] [--skip-cifar] [--skip-import]
 
-Module level (inference): every block against ``x.clone()`` of the same tensor (one read, one write: the
+Module level (inference): SE and CBAM against ``x.clone()`` of the same tensor (one read, one write: the
 memory-traffic floor of any block that returns a new map), a naive seed-style implementation kept in this
 file, and timm's modules; NCHW and channels-last; shapes of ResNet-50's four stages at batch 8/1.
 "plugattn CBAM" is the default inference path (fused: no autograd records); "CBAM reference formulation" is
-the plain composition every transform sees (what training runs by default).
-Network level: se_resnet50 and cbam_resnet50 against resnet50 at batch 1 and 8, eager and compiled
-(``plugattn.optimize``: BatchNorm folded, channels-last, ``torch.compile``), inference and one training
-step (time, and peak memory sampled from glibc's allocator at every saved tensor) on the default path and
-with the opt-in training fast path (``plugattn.fast``). All variants of a row are timed interleaved in one
-process; the table shows medians and ratios.
-
-The attention family (``--skip-family`` to leave it out): every registered block after SE and CBAM, in
-inference at the same shapes, against ``x.clone()`` and against timm's module where timm has one (``eca``,
-``gc``, ``coord``), NCHW.
+the plain composition every transform sees (what training runs by default); "compiled" is the block compiled
+alone, as ``plugattn.compile`` compiles it. The attention family (``--skip-family``): every other registered block
+at the same shapes, eager and compiled, against ``x.clone()`` and timm's module where timm has one.
+ResNet-20 at CIFAR size (``--skip-cifar``): inference at batch 1 and 128 and a training step at batch 128.
+Network level: se_resnet50 and cbam_resnet50 against resnet50, inference at batch 1 and 8 (eager,
+``optimize(compile="full")`` and ``optimize(compile="regional")``), and one training step at batch 8 — time and
+peak memory (sampled from glibc's allocator at every saved tensor) — eager, with the hand-written fast path
+(``plugattn.fast``), with the final BatchNorm and attention under activation checkpointing, and with the
+attention compiled regionally; compile time of the regional path against ``torch.compile`` of the whole model.
+Every row is timed interleaved in one process: ratios are medians (and quartiles) of per-round ratios.
 
 Import time: ``python -c "import plugattn"`` against ``python -c "import torch, torchvision"`` (and ``import
 torch``), fresh processes, interleaved.
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plugattn import CBAM, SqueezeExcite, create_model, fast
+from plugattn import compile as plugattn_compile
 from plugattn.inference import optimize
 from plugattn.profiling import peak_memory
 
@@ -131,68 +133,160 @@ FAMILY = ("bam", "eca", "coord", "simam", "triplet", "gc", "scse")
 TIMM_NAMES = {"eca": "eca", "gc": "gc", "coord": "coord"}
 
 
-def family_level(rounds: int) -> None:
+def family_level(rounds: int, compile_blocks: bool) -> None:
     from timm.layers import create_attn
 
     from plugattn import create_attention
 
-    print("\n## The attention family (inference, no autograd, NCHW): median ms of x.clone() and ratio to it\n")
+    print("\n## The attention family (inference, no autograd, NCHW): median ms of x.clone() and ratio to it; "
+          "`compiled`: torch.compile of the block alone, as plugattn.compile compiles it\n")
     columns = [*FAMILY, *(f"timm {name}" for name in TIMM_NAMES)]
+    if compile_blocks:
+        columns += [f"{name} compiled" for name in FAMILY]
     print("| shape | clone ms | " + " | ".join(columns) + " |")
     print("|---|---|" + "---|" * len(columns))
     for shape in SHAPES:
         torch.manual_seed(0)
-        blocks = {name: create_attention(name, shape[1]) for name in FAMILY}
-        blocks |= {f"timm {name}": create_attn(timm_name, shape[1]) for name, timm_name in TIMM_NAMES.items()}
+        blocks = {name: create_attention(name, shape[1]).eval() for name in FAMILY}
+        blocks |= {f"timm {name}": create_attn(timm_name, shape[1]).eval() for name, timm_name in TIMM_NAMES.items()}
+        if compile_blocks:
+            torch._dynamo.reset()
+            blocks |= {f"{name} compiled": torch.compile(create_attention(name, shape[1]).eval(), dynamic=False)
+                       for name in FAMILY}
         x = torch.randn(shape)
         with torch.no_grad():
-            functions = {"clone": x.clone} | {name: (lambda b=block.eval(): b(x)) for name, block in blocks.items()}
+            functions = {"clone": x.clone} | {name: (lambda b=block: b(x)) for name, block in blocks.items()}
             medians = interleaved(functions, rounds)
         clone = medians.pop("clone")
         print(f"| {list(shape)} | {clone * 1e3:.1f} | " + " | ".join(f"{medians[n] / clone:.2f}×" for n in columns) + " |")
 
 
+def interleaved_samples(functions: dict[str, Callable[[], object]], rounds: int, burst: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each function in every round (the functions take turns within a round; one warm-up)."""
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for round_index in range(rounds + 1):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            for _ in range(burst):
+                function()
+            if round_index:
+                samples[name].append((time.perf_counter() - start) / burst)
+    return samples
+
+
+def ratio_cell(samples: dict[str, list[float]], name: str, base: str) -> str:
+    """``×median (lower–upper quartile)`` of the per-round ratios of ``name`` to ``base``."""
+    ratios = [a / b for a, b in zip(samples[name], samples[base])]
+    low, median, high = statistics.quantiles(ratios, n=4)
+    return f"×{median:.3f} ({low:.3f}–{high:.3f})"
+
+
+def _memory_model(name: str, method: str) -> nn.Module:
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    if method == "fast":
+        fast(model)
+    elif method == "checkpoint":
+        for unit in model.modules():
+            if hasattr(unit, "checkpoint_attention"):
+                unit.checkpoint_attention = True
+    elif method == "regional":
+        plugattn_compile(model, "regional")
+    return model
+
+
 def network_level(rounds: int, compile_models: bool) -> None:
-    print("\n## Network level: ResNet-50 family at 224×224, median ms (ratio to plain resnet50 in the same mode)\n")
+    print("\n## Network level: ResNet-50 family at 224×224, median ms and the ratio to resnet50 in the same mode "
+          "(median and quartiles of the per-round ratios)\n")
     names = ["resnet50", "se_resnet50", "cbam_resnet50"]
     torch.manual_seed(0)
     models = {name: create_model(name).eval() for name in names}
     print("| mode | batch | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
+    example = torch.randn(1, 3, 224, 224)
+    variants = {"eager": (models, False)}
+    if compile_models:  # regional: the plain net has no attention to compile, so it runs folded and eager
+        variants['`optimize(compile="full")`'] = (
+            {name: optimize(model, example, compile="full") for name, model in models.items()}, True)
+        variants['`optimize(compile="regional")`'] = (
+            {name: optimize(model, example, compile="none" if name == "resnet50" else "regional")
+             for name, model in models.items()}, True)
     for batch in (1, 8):
         x = torch.randn(batch, 3, 224, 224)
-        variants = {"eager": (models, x)}
-        if compile_models:
-            example = torch.randn(1, 3, 224, 224)
-            compiled = {name: optimize(model, example) for name, model in models.items()}
-            variants["optimize() compiled"] = (compiled, x.contiguous(memory_format=torch.channels_last))
-        for mode, (group, inputs) in variants.items():
+        for mode, (group, channels_last) in variants.items():
+            inputs = x.contiguous(memory_format=torch.channels_last) if channels_last else x
             with torch.no_grad():
-                medians = interleaved({name: (lambda m=model: m(inputs)) for name, model in group.items()}, rounds)
-            base = medians["resnet50"]
-            cells = " | ".join(f"{medians[n] * 1e3:.1f} ({medians[n] / base:.3f})" for n in names)
+                for model in group.values():  # compile (or warm up) outside the timed rounds
+                    model(inputs)
+                samples = interleaved_samples({name: (lambda m=model: m(inputs)) for name, model in group.items()},
+                                              max(7, rounds), burst=3 if batch == 1 else 1)
+            base = statistics.median(samples["resnet50"])
+            cells = " | ".join([f"{base * 1e3:.1f} ms"] + [ratio_cell(samples, n, "resnet50") for n in names[1:]])
             print(f"| inference, {mode} | {batch} | {cells} |")
-    batch = 8
-    x = torch.randn(batch, 3, 224, 224)
-    trainers = {name: create_model(name).train() for name in names}
-    trainers |= {f"{name} fast": fast(create_model(name).train()) for name in names[1:]}
+    x = torch.randn(8, 3, 224, 224)
 
-    def step(model: nn.Module) -> Tensor:
-        loss = model(x).logsumexp(1).mean()
-        loss.backward()
+    def step(model: nn.Module) -> None:
+        model(x).logsumexp(1).mean().backward()
         model.zero_grad(set_to_none=True)
-        return loss
 
-    columns = list(trainers)
-    print("\n| training, batch 8 | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    medians = interleaved({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(9, rounds), burst=1)
-    base = medians["resnet50"]
-    print("| step ms (ratio) | " + " | ".join(f"{medians[n] * 1e3:.0f} ({medians[n] / base:.3f})" for n in columns) + " |")
+    methods = ["eager", "fast", "checkpoint"] + (["regional"] if compile_models else [])
+    trainers = {"resnet50": _memory_model("resnet50", "eager")}
+    compile_seconds = {}
+    for name in names[1:]:
+        for method in methods:
+            model = _memory_model(name, method)
+            start = time.perf_counter()
+            step(model)  # compiles the regional variant
+            if method == "regional":
+                compile_seconds[name] = time.perf_counter() - start
+            trainers[f"{name} {method}"] = model
+    samples = interleaved_samples({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(9, rounds))
     memory = {name: peak_memory(lambda m=model: step(m)) for name, model in trainers.items()}
-    if memory["resnet50"] is not None:
-        print("| peak memory above the weights, MiB (ratio) | " + " | ".join(
-            f"{memory[n] / 2**20:.0f} ({memory[n] / memory['resnet50']:.3f})" for n in columns) + " |")
+    print("\n| training step, batch 8 | time (ratio to resnet50) | peak memory above the weights (ratio) |")
+    print("|---|---|---|")
+    base_memory = memory["resnet50"]
+    for name in trainers:
+        time_cell = f"{statistics.median(samples[name]) * 1e3:.0f} ms" if name == "resnet50" else \
+            ratio_cell(samples, name, "resnet50")
+        memory_cell = "" if base_memory is None else (f"{memory[name] / 2**20:.0f} MiB" if name == "resnet50" else
+                                                       f"×{memory[name] / base_memory:.3f}")
+        print(f"| {name} | {time_cell} | {memory_cell} |")
+    if compile_models:
+        eager_step = statistics.median(samples["cbam_resnet50 eager"])
+        full = _memory_model("cbam_resnet50", "eager")
+        compiled = torch.compile(full)
+        start = time.perf_counter()
+        compiled(x).logsumexp(1).mean().backward()
+        full_seconds = time.perf_counter() - start - eager_step
+        regional_seconds = compile_seconds["cbam_resnet50"] - eager_step
+        print(f"\ncompile time, cbam_resnet50 training step (first step minus an eager step): regional "
+              f"{regional_seconds:.1f} s, whole model {full_seconds:.1f} s ({regional_seconds / full_seconds:.0%}); "
+              f"se_resnet50 regional {compile_seconds['se_resnet50'] - statistics.median(samples['se_resnet50 eager']):.1f} s")
+
+
+def cifar_level(rounds: int) -> None:
+    print("\n## ResNet-20 at CIFAR size (the demo's network), ratio to resnet20 (median and quartiles of rounds)\n")
+    names = ["resnet20", "se_resnet20", "cbam_resnet20"]
+    torch.manual_seed(0)
+    models = {name: create_model(name, reduction=4).eval() for name in names}
+    print("| measure | resnet20 | " + " | ".join(names[1:]) + " |")
+    print("|---|---|" + "---|" * (len(names) - 1))
+    for batch in (1, 128):
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            samples = interleaved_samples({name: (lambda m=model: m(x)) for name, model in models.items()},
+                                          max(9, rounds), burst=20 if batch == 1 else 2)
+        cells = " | ".join(ratio_cell(samples, name, "resnet20") for name in names[1:])
+        print(f"| inference, batch {batch} | {statistics.median(samples['resnet20']) * 1e3:.2f} ms | {cells} |")
+    x, trainers = torch.randn(128, 3, 32, 32), {name: create_model(name, reduction=4).train() for name in names}
+
+    def step(model: nn.Module) -> None:
+        model(x).logsumexp(1).mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    samples = interleaved_samples({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(9, rounds))
+    cells = " | ".join(ratio_cell(samples, name, "resnet20") for name in names[1:])
+    print(f"| training step, batch 128 | {statistics.median(samples['resnet20']) * 1e3:.1f} ms | {cells} |")
 
 
 def import_time(rounds: int) -> None:
@@ -223,15 +317,18 @@ def main() -> None:
     parser.add_argument("--skip-compile", action="store_true")
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--skip-family", action="store_true")
+    parser.add_argument("--skip-cifar", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds of 5 calls (training: 1)")
     if not args.skip_modules:
         module_level(args.rounds, not args.skip_compile)
     if not args.skip_family:
-        family_level(args.rounds)
+        family_level(args.rounds, not args.skip_compile)
     if not args.skip_import:
         import_time(args.rounds)
+    if not args.skip_cifar:
+        cifar_level(args.rounds)
     if not args.skip_network:
         network_level(args.rounds, not args.skip_compile)
 

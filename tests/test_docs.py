@@ -213,3 +213,11 @@ def test_examples_that_cannot_run_here_say_why():
     for page, reason, commands in shown:
         assert len(reason.split()) >= 3, f"{page}: a shown-only example needs its reason: {shlex.quote(commands[:60])}"
     assert len(shown) < len(EXAMPLES) / 2, "most command-line examples must run"
+
+
+def test_the_reference_lists_every_name_plugattn_exports():
+    import plugattn
+
+    index = (REPO / "docs" / "reference" / "index.md").read_text()
+    missing = [name for name in plugattn.__all__ if f"plugattn.{name}`" not in index]
+    assert not missing, f"docs/reference/index.md does not list {missing}"

@@ -80,6 +80,12 @@ def interleaved(functions: dict[str, Callable[[], object]], rounds: int, burst: 
     """Median seconds per call of each function. Every round runs each function ``burst`` times back to back
     (so that the allocator reaches its steady state for that function's sizes) and the functions take turns
     within each round, so that they share the machine's state; one warm-up round first."""
+    return {name: statistics.median(times) for name, times in interleaved_samples(functions, rounds, burst).items()}
+
+
+def interleaved_samples(functions: dict[str, Callable[[], object]], rounds: int, burst: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each function in every round (each runs ``burst`` times back to back, the functions take
+    turns within a round; one warm-up round first)."""
     samples: dict[str, list[float]] = {name: [] for name in functions}
     for round_index in range(rounds + 1):
         for name, function in functions.items():
@@ -88,7 +94,7 @@ def interleaved(functions: dict[str, Callable[[], object]], rounds: int, burst: 
                 function()
             if round_index:
                 samples[name].append((time.perf_counter() - start) / burst)
-    return {name: statistics.median(times) for name, times in samples.items()}
+    return samples
 
 
 def module_level(rounds: int, compile_blocks: bool) -> None:
@@ -159,19 +165,6 @@ def family_level(rounds: int, compile_blocks: bool) -> None:
             medians = interleaved(functions, rounds)
         clone = medians.pop("clone")
         print(f"| {list(shape)} | {clone * 1e3:.1f} | " + " | ".join(f"{medians[n] / clone:.2f}×" for n in columns) + " |")
-
-
-def interleaved_samples(functions: dict[str, Callable[[], object]], rounds: int, burst: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each function in every round (the functions take turns within a round; one warm-up)."""
-    samples: dict[str, list[float]] = {name: [] for name in functions}
-    for round_index in range(rounds + 1):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            for _ in range(burst):
-                function()
-            if round_index:
-                samples[name].append((time.perf_counter() - start) / burst)
-    return samples
 
 
 def ratio_cell(samples: dict[str, list[float]], name: str, base: str) -> str:

@@ -3,6 +3,7 @@ formulas, and the opt-in training fast path (``plugattn.fast``) against the defa
 and double backward; the fast path keeps less for backward."""
 
 import copy
+import functools
 import itertools
 
 import pytest
@@ -204,23 +205,26 @@ def test_grouped_channel_max_equals_amax(shape):
     assert torch.equal(channel_max(x.contiguous(memory_format=torch.channels_last)), x.amax(1, keepdim=True))
 
 
-def test_fast_training_units_keep_no_full_size_copy_for_the_attention():
-    from plugattn.models import create_model
+def _step_peak(model, x):
+    """The peak memory of a training step of ``model`` on ``x`` (the least of two, after a warm-up step)."""
     from plugattn.profiling import peak_memory
 
-    x = torch.randn(32, 3, 32, 32)
+    def step():
+        model(x).sum().backward()
+        model.zero_grad(set_to_none=True)
 
-    def step_peak(model):
-        def step():
-            model(x).sum().backward()
-            model.zero_grad(set_to_none=True)
-
-        step()
-        return min(peak_memory(step) for _ in range(2))
-
-    torch.manual_seed(0)
     if peak_memory(lambda: None) is None:
         pytest.skip("peak_memory needs glibc's mallinfo2")
+    step()
+    return min(peak_memory(step) for _ in range(2))
+
+
+def test_fast_training_units_keep_no_full_size_copy_for_the_attention():
+    from plugattn.models import create_model
+
+    x = torch.randn(32, 3, 32, 32)
+    step_peak = functools.partial(_step_peak, x=x)
+    torch.manual_seed(0)
     plain = step_peak(create_model("resnet20").train())
     for name in ("se_resnet20", "cbam_resnet20"):
         model = create_model(name, reduction=4).train()
@@ -307,20 +311,8 @@ def test_checkpointed_attention_equals_the_reference(name):
 
 
 def test_checkpointed_attention_keeps_about_what_the_plain_network_keeps():
-    from plugattn.profiling import peak_memory
-
-    if peak_memory(lambda: None) is None:
-        pytest.skip("peak_memory needs glibc's mallinfo2")
     x = torch.randn(32, 3, 32, 32)
-
-    def step_peak(model):
-        def step():
-            model(x).sum().backward()
-            model.zero_grad(set_to_none=True)
-
-        step()
-        return min(peak_memory(step) for _ in range(2))
-
+    step_peak = functools.partial(_step_peak, x=x)
     torch.manual_seed(0)
     plain = step_peak(plugattn.create_model("resnet20").train())
     model = plugattn.create_model("cbam_resnet20", reduction=4).train()

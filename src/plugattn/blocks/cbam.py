@@ -43,6 +43,11 @@ ORDERS = ("channel-spatial", "spatial-channel", "parallel")
 the same input."""
 
 
+def _scaled(x: Tensor, weights: Tensor, identity: Optional[Tensor]) -> Tensor:
+    """``x · weights``, plus ``identity`` in the same pass when given."""
+    return x * weights if identity is None else torch.addcmul(identity, x, weights)
+
+
 class ChannelGate(nn.Module):
     """``out = x * sigmoid(sum_p MLP(pool_p(x)))``: one MLP shared by every pooled descriptor.
 
@@ -266,22 +271,22 @@ class CBAM(nn.Module):
             fused = self._fused_forward(x, identity)
             if fused is not None:
                 return fused
-        out = self._reference(x)
-        return out if identity is None else identity + out
+        return self._reference(x, identity)
 
-    def _reference(self, x: Tensor) -> Tensor:
-        """The gates applied one after the other, as the paper and the seed write them."""
+    def _reference(self, x: Tensor, identity: Optional[Tensor] = None) -> Tensor:
+        """The gates applied one after the other, as the paper and the seed write them; the shortcut, when given,
+        added by the last multiplication itself (``addcmul``: one pass over memory fewer, a standard op)."""
         spatial_gate = self.spatial_gate
         if spatial_gate is None:
-            return x * broadcast_channels(self.channel_gate.channel_weights(x), x)
+            return _scaled(x, broadcast_channels(self.channel_gate.channel_weights(x), x), identity)
         if self.order == "channel-spatial":
             x = x * broadcast_channels(self.channel_gate.channel_weights(x), x)
-            return x * spatial_gate.spatial_map(x)
+            return _scaled(x, spatial_gate.spatial_map(x), identity)
         if self.order == "spatial-channel":
             x = x * spatial_gate.spatial_map(x)
-            return x * broadcast_channels(self.channel_gate.channel_weights(x), x)
+            return _scaled(x, broadcast_channels(self.channel_gate.channel_weights(x), x), identity)
         channel = broadcast_channels(self.channel_gate.channel_weights(x), x)
-        return x * channel * spatial_gate.spatial_map(x)
+        return _scaled(x * channel, spatial_gate.spatial_map(x), identity)
 
     def _fuses(self) -> bool:
         return self.spatial_gate is not None and self.order == "channel-spatial"

@@ -180,9 +180,7 @@ def _memory_model(name: str, method: str) -> nn.Module:
     if method == "fast":
         fast(model)
     elif method == "checkpoint":
-        for unit in model.modules():
-            if hasattr(unit, "checkpoint_attention"):
-                unit.checkpoint_attention = True
+        fast(model, method="checkpoint")
     elif method == "regional":
         plugattn_compile(model, "regional")
     return model

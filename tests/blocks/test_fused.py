@@ -283,7 +283,8 @@ def test_a_hook_inside_a_block_keeps_the_path_that_calls_every_submodule():
 
 @pytest.mark.parametrize("name", ["cbam_resnet20", "se_resnet20", "coord_resnet20", "simam_resnet20"])
 def test_checkpointed_attention_equals_the_reference(name):
-    """Non-reentrant activation checkpointing of the final BatchNorm and the attention: outputs, gradients and
+    """The memory path by non-reentrant activation checkpointing of the final BatchNorm and the attention (the
+    family's blocks; SE and CBAM with method="checkpoint"): outputs, gradients and
     second derivatives equal in float64 (the shortcut is added outside the region, where the reference fuses it
     into one addcmul: the last bit may differ), every running statistic (the unit's norm and the attention's own
     BatchNorms) updated once per step."""
@@ -292,10 +293,8 @@ def test_checkpointed_attention_equals_the_reference(name):
 
     torch.manual_seed(0)
     reference = plugattn.create_model(name, reduction=4).train().double()
-    model = copy.deepcopy(reference)
-    units = [unit for unit in model.modules() if hasattr(unit, "checkpoint_attention")]
-    for unit in units:
-        unit.checkpoint_attention = True
+    model = plugattn.fast(copy.deepcopy(reference), method="checkpoint" if name.startswith(("se_", "cbam_")) else "auto")
+    assert all(unit.fast for unit in model.modules() if isinstance(unit, plugattn.models.ResidualUnit))
     x = torch.randn(3, 3, 32, 32, dtype=torch.double, requires_grad=True)
     for step in range(2):
         outputs = [net(x) for net in (model, reference)]
@@ -315,11 +314,12 @@ def test_checkpointed_attention_keeps_about_what_the_plain_network_keeps():
     step_peak = functools.partial(_step_peak, x=x)
     torch.manual_seed(0)
     plain = step_peak(plugattn.create_model("resnet20").train())
-    model = plugattn.create_model("cbam_resnet20", reduction=4).train()
-    for unit in model.modules():
-        if hasattr(unit, "checkpoint_attention"):
-            unit.checkpoint_attention = True
+    model = plugattn.fast(plugattn.create_model("cbam_resnet20", reduction=4).train(), method="checkpoint")
     assert step_peak(model) < 1.05 * plain
+    with pytest.raises(ValueError, match="method must be one of .*'auto', 'checkpoint'.*got 'magic'"):
+        plugattn.fast(model, method="magic")
+    family = plugattn.fast(plugattn.create_model("coord_resnet20").train())  # checkpointing: no hand-written path
+    assert step_peak(family) < 1.05 * step_peak(plugattn.create_model("resnet20").train()) + 0.02 * plain
     seen = []
     model.layer1[0].attention.register_forward_hook(lambda *args: seen.append(1))
     model(x).sum().backward()

@@ -18,7 +18,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from plugattn.blocks._checks import has_global_module_hooks, has_hooks, require_choice
-from plugattn.blocks.fused import fast_training_applies, records_autograd, transforms_active
+from plugattn.blocks.fused import fast_training_applies
 from plugattn.models.recompute import recompute_batchnorm_output, rebuild_is_safe
 
 POSITIONS = ("standard", "pre", "post", "identity", "prenorm")
@@ -55,7 +55,7 @@ class ResidualUnit(nn.Module):
         self.attention: nn.Module | None = None
         self.gated_add = False
         self.fast = False
-        self.checkpoint_attention = False
+        self.fast_method = "auto"
 
     @classmethod
     def available_positions(cls) -> tuple[str, ...]:
@@ -108,7 +108,7 @@ class ResidualUnit(nn.Module):
         if attention is None:
             return self.merge(self.branch(branch_input), self.shortcut(shortcut_input))
         if self.position == "standard":
-            if not torch.jit.is_scripting() and self.gated_add:
+            if not torch.jit.is_scripting() and (self.gated_add or self.fast):
                 return self._gated_add(branch_input, shortcut_input)
             return self.merge(attention(self.branch(branch_input)), self.shortcut(shortcut_input))
         if self.position == "pre":
@@ -122,9 +122,12 @@ class ResidualUnit(nn.Module):
 
     @torch.jit.unused
     def _gated_add(self, branch_input: Tensor, shortcut_input: Tensor) -> Tensor:
-        """``activate(attention(branch, shortcut))``: the block adds the shortcut in its last pass. Called through
-        the block's ``__call__``, so its hooks, profilers and FLOP counters see it as usual."""
-        return self.activate(self.attention(self.branch(branch_input), self.shortcut(shortcut_input)))
+        """``activate(attention(branch, shortcut))``: the block adds the shortcut in its last pass (blocks that
+        cannot: ``activate(attention(branch) + shortcut)``). Called through the block's ``__call__``, so its hooks,
+        profilers and FLOP counters see it as usual."""
+        if self.gated_add:
+            return self.activate(self.attention(self.branch(branch_input), self.shortcut(shortcut_input)))
+        return self.merge(self.attention(self.branch(branch_input)), self.shortcut(shortcut_input))
 
 
 class PostActivationUnit(ResidualUnit):
@@ -136,19 +139,22 @@ class PostActivationUnit(ResidualUnit):
 
     @torch.jit.unused
     def _gated_add(self, branch_input: Tensor, shortcut_input: Tensor) -> Tensor:
-        """As for every unit; on the opt-in training fast path (``fast``, see :func:`plugattn.fast`), where its
-        guards hold, the attention's saved copy of the final BatchNorm's output is rebuilt from that norm's
-        input in backward instead of kept (see :mod:`plugattn.models.recompute`); with ``checkpoint_attention``
-        the final BatchNorm and the attention run under activation checkpointing instead
-        (:meth:`_checkpointed_add`)."""
+        """As for every unit; on the opt-in training memory path (``fast``, see :func:`plugattn.fast`), where its
+        guards hold, the attention does not keep its own copy of the final BatchNorm's output for backward: blocks
+        with hand-written backward functions (SE, CBAM; ``accepts_rebuilt_input``) get it rebuilt from that norm's
+        input (see :mod:`plugattn.models.recompute`), every other block — or every block, with ``fast_method =
+        "checkpoint"`` — runs with that norm under activation checkpointing (:meth:`_checkpointed_add`)."""
         norm = getattr(self, self.final_norm)
         attention = self.attention
-        if self.checkpoint_attention and self._checkpoint_applies(branch_input, norm):
-            return self.activate(self._checkpointed_add(self.branch_body(branch_input), self.shortcut(shortcut_input),
-                                                        norm))
+        if not (self.fast and fast_training_applies(self, branch_input)):
+            return super()._gated_add(branch_input, shortcut_input)
         accepts = getattr(attention, "accepts_rebuilt_input", None)
-        if not (self.fast and fast_training_applies(self, branch_input) and callable(accepts) and accepts()
-                and rebuild_is_safe(norm, self, attention)):
+        if self.fast_method == "checkpoint" or not (callable(accepts) and accepts()):
+            if self._checkpoint_applies(norm):
+                return self.activate(self._checkpointed_add(self.branch_body(branch_input),
+                                                            self.shortcut(shortcut_input), norm))
+            return super()._gated_add(branch_input, shortcut_input)
+        if not rebuild_is_safe(norm, self, attention):
             return super()._gated_add(branch_input, shortcut_input)
         body = self.branch_body(branch_input)
         branch = norm(body)
@@ -157,20 +163,20 @@ class PostActivationUnit(ResidualUnit):
             gated = self.attention(branch, identity)
         return self.activate(gated)
 
-    def _checkpoint_applies(self, branch_input: Tensor, norm: nn.Module) -> bool:
-        """Checkpointing runs the region twice, so it needs autograd recording, no tracer, compiler, exporter or
-        ``torch.func`` transform (compilation plans its own memory), and no module hooks that would see the
-        second run (on the norm, the unit, the attention, or the process)."""
-        return (records_autograd(self, branch_input) and not transforms_active() and not has_global_module_hooks()
-                and not any(has_hooks(module) for module in (norm, self, self.attention)))
+    def _checkpoint_applies(self, norm: nn.Module) -> bool:
+        """Checkpointing runs the region twice: besides the fast path's guards (autograd recording, no tracer,
+        compiler, exporter or ``torch.func`` transform), no module hook may see the second run (on the norm, the
+        unit, anything in the attention, or the process)."""
+        return not has_global_module_hooks() and not any(has_hooks(module) for module in
+                                                         (norm, self, *self.attention.modules()))
 
     def _checkpointed_add(self, body: Tensor, identity: Tensor, norm: nn.Module) -> Tensor:
         """``identity + attention(norm(body))`` with the attention of the normalised map under non-reentrant
         ``torch.utils.checkpoint``: backward keeps the region's input ``body`` (which the norm keeps anyway) and
         recomputes the normalised map and everything the attention saved. The shortcut is added outside the region,
-        which would otherwise keep it for the recomputation. The recomputation leaves every running statistic in the region (the norm's, and those of
-        BatchNorms inside the attention, as CBAM's spatial gate) as the first run left them, so they are updated
-        once per step, as without checkpointing."""
+        which would otherwise keep it for the recomputation. The recomputation leaves every running statistic in
+        the region (the norm's, and those of BatchNorms inside the attention, as CBAM's spatial gate) as the first
+        run left them, so they are updated once per step, as without checkpointing."""
         runs = [0]
         norms = [module for module in (norm, *self.attention.modules()) if isinstance(module, _BatchNorm)]
 

@@ -70,7 +70,8 @@ class StaticGate(nn.Module):
         self.gate = GateActivation("channel")
 
     def forward(self, x: Tensor) -> Tensor:
-        weights = self.gate(self.logit.expand(x.shape[0], -1))
+        weights = self.gate(self.logit.repeat(x.shape[0], 1))  # a copy: a view of a parameter made under no_grad
+        # would require grad without a grad_fn, which the FLOP counter's module tracker refuses
         return x * weights.view(*weights.shape, *(1,) * (x.dim() - 2))
 
 

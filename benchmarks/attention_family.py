@@ -84,7 +84,8 @@ def budget(part: str, args: argparse.Namespace) -> str:
         args.finetune_epochs, args.finetune_subset, args.finetune_lr)
     start = ("from scratch" if part == "scratch" else
              f"from the ResNet-20 pretrained on classes 0-4 ({args.pretrain_epochs} epochs x 25,000 images), "
-             f"blocks inserted as the identity (init={INSERTION_INIT})")
+             + (f"blocks inserted as the identity (init={INSERTION_INIT})" if part == "finetune" else
+                "blocks inserted with each identity start"))
     return (f"{part}: {start}; {epochs} epochs x {subset:,} training images, batch 128, SGD (Nesterov, momentum 0.9, "
             f"wd 5e-4) lr {lr} cosine, {len(args.seeds)} seeds, each block's own defaults, "
             + (f"first {args.test_subset:,} test images" if args.test_subset else "full 10,000-image test set"))
@@ -190,8 +191,11 @@ def starts_report(args: argparse.Namespace) -> None:
             cells = [attention, "—" if init == "none" else init, str(len(members))]
             for values in ([m["val_top1"] for m in members], [m["top1"] for m in members]):
                 cells.append(f"{statistics.fmean(values):.2%} ± {stdev(values):.2%}")
-            delta = (statistics.fmean(m["top1"] for m in members) - statistics.fmean(m["top1"] for m in control)) * 100
-            cells.append("control" if attention == "none" else f"{delta:+.2f} pp")
+            if attention == "none" or not control:  # the control's runs are the finetune part's
+                cells.append("control" if attention == "none" else "")
+            else:
+                delta = statistics.fmean(m["top1"] for m in members) - statistics.fmean(m["top1"] for m in control)
+                cells.append(f"{delta * 100:+.2f} pp")
             cells += [f"{statistics.fmean(v):.4f} ± {stdev(v):.4f}" if v else "" for v in (spread, shift)]
             lines.append("| " + " | ".join(cells) + " |")
             if attention not in ("none", CONTROL_BLOCK):

@@ -30,13 +30,13 @@ fashion-mnist:
 # The real-data tests use Fashion-MNIST when it can be installed, and skip (saying why) when it cannot.
 test: $(STAMP)
 	-@$(MAKE) --no-print-directory fashion-mnist
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist worksteal
 
 # Everything, including the cases marked slow (the full block × network matrices, the deepest zoo models, the
 # minutes-long command-line examples of the README and the guides).
 test-all: $(STAMP)
 	-@$(MAKE) --no-print-directory fashion-mnist
-	$(PY) -m pytest -m "slow or not slow"
+	$(PY) -m pytest -n auto --dist worksteal -m "slow or not slow"
 
 # The documentation site, offline, every warning an error (broken references and links fail the build).
 docs: $(STAMP)

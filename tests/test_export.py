@@ -21,11 +21,12 @@ def test_onnx_runtime_matches_pytorch_at_the_natural_size(name, tmp_path):
     assert max(report.max_abs_difference.values()) < 1e-4, report.max_abs_difference
 
 
-DEEP = ("101", "110", "152", "164")
-"""Deeper copies of an architecture already scripted at a smaller depth: marked slow (``make test-all``)."""
+REPRESENTED = ("32", "34", "44", "56", "101", "110", "152", "164", "_v1", "x2")
+"""Copies of an architecture already scripted at another depth, width or stride placement: marked slow
+(``make test-all``)."""
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if any(d in n for d in DEEP) else n
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if any(d in n for d in REPRESENTED) else n
                                   for n in sorted(MODELS)])
 def test_every_zoo_model_scripts_and_agrees(name):
     torch.manual_seed(0)

@@ -200,7 +200,8 @@ FINE_TUNED = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0
               "regnet_y_400mf", "shufflenet_v2_x0_5", "convnext_tiny", "vgg11", "densenet121"]
 
 
-@pytest.mark.parametrize("name", FINE_TUNED)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("vgg11", "efficientnet_v2_s") else n
+                                  for n in FINE_TUNED])  # the slowest two: densenet121 and efficientnet_b0 cover them
 def test_cli_fine_tunes_every_family_from_a_weights_file(name, tmp_path):
     """`plugattn train --model torchvision:NAME --weights FILE --attention cbam` with the default where (stage
     placement for VGG and DenseNet), the weights' preprocessing (ImageNet statistics), CBAM starting as the identity."""

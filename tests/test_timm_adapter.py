@@ -60,7 +60,7 @@ def test_forward_backward_and_cfg_like_timms_tests(name):
     assert all(p.grad is not None for p in trainable.parameters())
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "164" in n else n for n in MODELS])
 def test_torchscript_with_timms_scriptable_layer_config(name):
     with timm.layers.set_layer_config(scriptable=True):
         model = timm.create_model(name).eval()

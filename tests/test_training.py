@@ -298,7 +298,7 @@ def test_sgd_momentum_is_nesterov_unless_told_otherwise():
     assert make_optimizer(TrainConfig(momentum=0.0), model).defaults["nesterov"] is False
 
 
-@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("processes", [pytest.param(1, marks=pytest.mark.slow), 2])  # one process: the test above
 def test_a_multimodal_run_killed_inside_an_epoch_resumes_to_the_same_checkpoint(processes, tmp_path):
     """Two ResNet-8 streams with MMTM after stage 2, modality dropout, DataLoader workers and EMA on a pairs
     manifest, SIGKILLed two steps into epoch 2 and resumed: every tensor of the final checkpoint equals the

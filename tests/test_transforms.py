@@ -79,6 +79,14 @@ def _close(actual, expected, tolerance=1e-5):
     torch.testing.assert_close(actual, expected, atol=tolerance * scale, rtol=tolerance)
 
 
+def _gradients_close(model, reference, tolerance=1e-3):
+    """Every parameter's gradient, at the scale of all of them: some are 0 in exact arithmetic (GC's mask bias:
+    softmax ignores a shift), and what rounding leaves there depends on the thread count."""
+    scale = max(1.0, max(q.grad.abs().max().item() for q in reference.parameters()))
+    for (key, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=tolerance * scale, rtol=tolerance, msg=lambda m: f"{key}: {m}")
+
+
 def _input(shape, seed=1):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
@@ -186,7 +194,8 @@ def test_torch_export_with_dynamic_batch_agrees(name):
             _close(program.module()(x), model(x))
 
 
-@pytest.mark.parametrize(("name", "dynamo"), [("cbam_resnet50", True), ("se_resnet50", True), ("cbam_resnet20", False),
+@pytest.mark.parametrize(("name", "dynamo"), [("cbam_resnet50", True), pytest.param("se_resnet50", True, marks=pytest.mark.slow),
+                                              ("cbam_resnet20", False),
                                               ("attached-resnet18", True), ("attached-resnet18", False)])
 def test_onnx_export_at_the_natural_size_runs_in_onnx_runtime(name, dynamo, tmp_path):
     from plugattn.export import export_onnx
@@ -212,7 +221,8 @@ def test_every_block_exports_to_onnx_and_runs_in_onnx_runtime(name, tmp_path):
 # ---------------------------------------------------------------- compile, precision, layout
 
 
-@pytest.mark.parametrize("name", ["block-cbam", "block-coord", "block-gc", "zoo-cbam_resnet20", "attached-resnet18"])
+@pytest.mark.parametrize("name", ["block-cbam", "block-coord", "block-gc", "zoo-cbam_resnet20",
+                                  pytest.param("attached-resnet18", marks=pytest.mark.slow)])  # regional covers it
 def test_torch_compile_train_and_eval_agree(name):
     build, shape = SUBJECTS[name]
     model = build(True)
@@ -223,8 +233,7 @@ def test_torch_compile_train_and_eval_agree(name):
     _close(out, expected, 1e-4)
     out.square().sum().backward()
     expected.square().sum().backward()
-    for (key, p), q in zip(model.named_parameters(), reference.parameters()):
-        _close(p.grad, q.grad, 1e-3)
+    _gradients_close(model, reference)
     model.eval(), reference.eval()
     with torch.no_grad():
         _close(compiled(x), reference(x), 1e-4)
@@ -249,8 +258,7 @@ def test_regional_compile_train_and_eval_agree(name, units, backend):
     _close(out, expected, 1e-4)
     out.square().sum().backward()
     expected.square().sum().backward()
-    for p, q in zip(model.parameters(), reference.parameters()):
-        _close(p.grad, q.grad, 1e-3)
+    _gradients_close(model, reference)
     for (key, tensor), other in zip(model.state_dict().items(), reference.state_dict().values()):
         if "running" in key:
             _close(tensor, other, 1e-5)
@@ -285,10 +293,7 @@ def test_channels_last_agrees_with_contiguous(name):
     _close(out, expected)
     out.sum().backward()
     expected.sum().backward()
-    # at the scale of all gradients: some are 0 in exact arithmetic (GC's mask bias: softmax ignores a shift)
-    scale = max(q.grad.abs().max().item() for q in reference.parameters())
-    for p, q in zip(model.parameters(), reference.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, atol=1e-4 * scale, rtol=1e-4)
+    _gradients_close(model, reference, 1e-4)
 
 
 # ---------------------------------------------------------------- hooks and BatchNorm subclasses

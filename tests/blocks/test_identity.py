@@ -224,7 +224,8 @@ def test_zero_starts_refuse_blocks_they_cannot_start_and_name_the_way_out():
         IdentityStart(nn.Identity(), gain=0)
 
 
-@pytest.mark.parametrize("init", ["identity-boost", "zero-sigmoid", "zero-tanh"])
+@pytest.mark.parametrize("init", ["identity-boost", *(pytest.param(init, marks=pytest.mark.slow)
+                                                     for init in ("zero-sigmoid", "zero-tanh"))])
 def test_new_starts_script_trace_export_and_onnx(init, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     model = trained_like(create_model("cbam_resnet20", init=init)).eval()

@@ -17,6 +17,8 @@ peak memory (sampled from glibc's allocator at every saved tensor) — eager, wi
 (``plugattn.fast``), with the final BatchNorm and attention under activation checkpointing, and with the
 attention compiled regionally; compile time of the regional path against ``torch.compile`` of the whole model.
 Every row is timed interleaved in one process: ratios are medians (and quartiles) of per-round ratios.
+It ends with the targets of the issue "Nearly free" (:data:`TARGETS`): each measure's median and upper quartile
+against its target.
 
 Import time: ``python -c "import plugattn"`` against ``python -c "import torch, torchvision"`` (and ``import
 torch``), fresh processes, interleaved.
@@ -41,6 +43,21 @@ from plugattn.inference import optimize
 from plugattn.profiling import peak_memory
 
 SHAPES = [(8, 256, 56, 56), (8, 512, 28, 28), (8, 1024, 14, 14), (1, 2048, 7, 7)]
+
+TARGETS = {  # issue "Nearly free": measure -> the ratio it must stay within (upper quartile of the rounds)
+    "ResNet-50 train step b8, time, CBAM, regional compile": 1.10,
+    "ResNet-50 train step b8, time, SE, regional compile": 1.04,
+    "ResNet-50 train step b8, peak memory, CBAM, checkpoint": 1.05,
+    "ResNet-50 train step b8, peak memory, SE, checkpoint": 1.05,
+    "cbam_resnet50 inference b1, eager": 1.10,
+    "cbam_resnet50 inference b1, optimize()": 1.03,
+    "ResNet-20 + CBAM inference b1, eager": 1.30,
+    "CBAM training formulation, module × clone, NCHW [8, 256, 56, 56]": 6.0,
+    "compile time, regional / whole model, cbam_resnet50": 0.25,
+}
+"""What each measure must reach; :func:`targets_table` prints what this run measured against it."""
+Measured = dict[str, list[float]]
+"""Per measure of :data:`TARGETS`, the ratio in every round (one value where it is measured once)."""
 
 
 class SeedSE(nn.Module):
@@ -97,7 +114,7 @@ def interleaved_samples(functions: dict[str, Callable[[], object]], rounds: int,
     return samples
 
 
-def module_level(rounds: int, compile_blocks: bool) -> None:
+def module_level(rounds: int, compile_blocks: bool, measured: Measured) -> None:
     from timm.layers.cbam import CbamModule
     from timm.layers.squeeze_excite import SEModule
 
@@ -133,6 +150,9 @@ def module_level(rounds: int, compile_blocks: bool) -> None:
             clone = medians.pop("clone")
             cells = " | ".join(f"{medians[name] / clone:.2f}×" for name in medians)
             print(f"| {list(shape)} | {layout} | {clone * 1e3:.1f} | {cells} |")
+            if shape == SHAPES[0] and layout == "NCHW":
+                measured["CBAM training formulation, module × clone, NCHW [8, 256, 56, 56]"] = [
+                    medians["CBAM reference formulation"] / clone]
 
 
 FAMILY = ("bam", "eca", "coord", "simam", "triplet", "gc", "scse")
@@ -167,11 +187,32 @@ def family_level(rounds: int, compile_blocks: bool) -> None:
         print(f"| {list(shape)} | {clone * 1e3:.1f} | " + " | ".join(f"{medians[n] / clone:.2f}×" for n in columns) + " |")
 
 
+def ratios(samples: dict[str, list[float]], name: str, base: str) -> list[float]:
+    """The per-round ratios of ``name``'s seconds to ``base``'s."""
+    return [a / b for a, b in zip(samples[name], samples[base])]
+
+
 def ratio_cell(samples: dict[str, list[float]], name: str, base: str) -> str:
     """``×median (lower–upper quartile)`` of the per-round ratios of ``name`` to ``base``."""
-    ratios = [a / b for a, b in zip(samples[name], samples[base])]
-    low, median, high = statistics.quantiles(ratios, n=4)
+    low, median, high = statistics.quantiles(ratios(samples, name, base), n=4)
     return f"×{median:.3f} ({low:.3f}–{high:.3f})"
+
+
+def targets_table(measured: Measured) -> None:
+    """Each target of :data:`TARGETS` this run measured: median and upper quartile of its rounds, and whether the
+    upper quartile is within the target."""
+    print("\n## Targets (ratio to the plain network in the same run and mode; met when the upper quartile is "
+          "within the target)\n")
+    print("| measure | median | upper quartile | rounds | target | met |")
+    print("|---|---|---|---|---|---|")
+    for measure, target in TARGETS.items():
+        values = measured.get(measure)
+        if not values:
+            continue
+        median = statistics.median(values)
+        upper = statistics.quantiles(values, n=4)[2] if len(values) > 1 else values[0]
+        print(f"| {measure} | ×{median:.3f} | ×{upper:.3f} | {len(values)} | ≤ ×{target:.2f} | "
+              f"{'yes' if upper <= target else 'no'} |")
 
 
 def _memory_model(name: str, method: str) -> nn.Module:
@@ -186,7 +227,7 @@ def _memory_model(name: str, method: str) -> nn.Module:
     return model
 
 
-def network_level(rounds: int, compile_models: bool) -> None:
+def network_level(rounds: int, compile_models: bool, measured: Measured) -> None:
     print("\n## Network level: ResNet-50 family at 224×224, median ms and the ratio to resnet50 in the same mode "
           "(median and quartiles of the per-round ratios)\n")
     names = ["resnet50", "se_resnet50", "cbam_resnet50"]
@@ -214,6 +255,9 @@ def network_level(rounds: int, compile_models: bool) -> None:
             base = statistics.median(samples["resnet50"])
             cells = " | ".join([f"{base * 1e3:.1f} ms"] + [ratio_cell(samples, n, "resnet50") for n in names[1:]])
             print(f"| inference, {mode} | {batch} | {cells} |")
+            if batch == 1 and mode in ("eager", '`optimize(compile="full")`'):
+                label = "eager" if mode == "eager" else "optimize()"
+                measured[f"cbam_resnet50 inference b1, {label}"] = ratios(samples, "cbam_resnet50", "resnet50")
     x = torch.randn(8, 3, 224, 224)
 
     def step(model: nn.Module) -> None:
@@ -242,6 +286,13 @@ def network_level(rounds: int, compile_models: bool) -> None:
         memory_cell = "" if base_memory is None else (f"{memory[name] / 2**20:.0f} MiB" if name == "resnet50" else
                                                        f"×{memory[name] / base_memory:.3f}")
         print(f"| {name} | {time_cell} | {memory_cell} |")
+    for name, short in (("cbam_resnet50", "CBAM"), ("se_resnet50", "SE")):
+        if compile_models:
+            measured[f"ResNet-50 train step b8, time, {short}, regional compile"] = ratios(
+                samples, f"{name} regional", "resnet50")
+        if base_memory is not None:
+            measured[f"ResNet-50 train step b8, peak memory, {short}, checkpoint"] = [
+                memory[f"{name} checkpoint"] / base_memory]
     if compile_models:
         eager_step = statistics.median(samples["cbam_resnet50 eager"])
         full = _memory_model("cbam_resnet50", "eager")
@@ -250,12 +301,13 @@ def network_level(rounds: int, compile_models: bool) -> None:
         compiled(x).logsumexp(1).mean().backward()
         full_seconds = time.perf_counter() - start - eager_step
         regional_seconds = compile_seconds["cbam_resnet50"] - eager_step
+        measured["compile time, regional / whole model, cbam_resnet50"] = [regional_seconds / full_seconds]
         print(f"\ncompile time, cbam_resnet50 training step (first step minus an eager step): regional "
               f"{regional_seconds:.1f} s, whole model {full_seconds:.1f} s ({regional_seconds / full_seconds:.0%}); "
               f"se_resnet50 regional {compile_seconds['se_resnet50'] - statistics.median(samples['se_resnet50 eager']):.1f} s")
 
 
-def cifar_level(rounds: int) -> None:
+def cifar_level(rounds: int, measured: Measured) -> None:
     print("\n## ResNet-20 at CIFAR size (the demo's network), ratio to resnet20 (median and quartiles of rounds)\n")
     names = ["resnet20", "se_resnet20", "cbam_resnet20"]
     torch.manual_seed(0)
@@ -269,6 +321,8 @@ def cifar_level(rounds: int) -> None:
                                           max(9, rounds), burst=20 if batch == 1 else 2)
         cells = " | ".join(ratio_cell(samples, name, "resnet20") for name in names[1:])
         print(f"| inference, batch {batch} | {statistics.median(samples['resnet20']) * 1e3:.2f} ms | {cells} |")
+        if batch == 1:
+            measured["ResNet-20 + CBAM inference b1, eager"] = ratios(samples, "cbam_resnet20", "resnet20")
     x, trainers = torch.randn(128, 3, 32, 32), {name: create_model(name, reduction=4).train() for name in names}
 
     def step(model: nn.Module) -> None:
@@ -312,16 +366,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds of 5 calls (training: 1)")
+    measured: Measured = {}
     if not args.skip_modules:
-        module_level(args.rounds, not args.skip_compile)
+        module_level(args.rounds, not args.skip_compile, measured)
     if not args.skip_family:
         family_level(args.rounds, not args.skip_compile)
     if not args.skip_import:
         import_time(args.rounds)
     if not args.skip_cifar:
-        cifar_level(args.rounds)
+        cifar_level(args.rounds, measured)
     if not args.skip_network:
-        network_level(args.rounds, not args.skip_compile)
+        network_level(args.rounds, not args.skip_compile, measured)
+    targets_table(measured)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,15 @@ def _close(actual, expected, tolerance=1e-5):
     torch.testing.assert_close(actual, expected, atol=tolerance * scale, rtol=tolerance)
 
 
+def _train_step_agrees(compiled, model, reference, x):
+    """One training forward and backward of ``compiled`` (wrapping ``model``) against the eager ``reference``."""
+    out, expected = compiled(x), reference(x)
+    _close(out, expected, 1e-4)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    _gradients_close(model, reference)
+
+
 def _gradients_close(model, reference, tolerance=1e-3):
     """Every parameter's gradient, at the scale of all of them: some are 0 in exact arithmetic (GC's mask bias:
     softmax ignores a shift), and what rounding leaves there depends on the thread count."""
@@ -229,11 +238,7 @@ def test_torch_compile_train_and_eval_agree(name):
     reference = copy.deepcopy(model)
     compiled = torch.compile(model)
     x = _input(shape)
-    out, expected = compiled(x), reference(x)
-    _close(out, expected, 1e-4)
-    out.square().sum().backward()
-    expected.square().sum().backward()
-    _gradients_close(model, reference)
+    _train_step_agrees(compiled, model, reference, x)
     model.eval(), reference.eval()
     with torch.no_grad():
         _close(compiled(x), reference(x), 1e-4)
@@ -254,11 +259,7 @@ def test_regional_compile_train_and_eval_agree(name, units, backend):
     compiled = plugattn.compile(model, "regional", units=units, backend=backend)
     assert compiled is model and model.state_dict().keys() == reference.state_dict().keys()
     x = _input(shape)
-    out, expected = compiled(x), reference(x)
-    _close(out, expected, 1e-4)
-    out.square().sum().backward()
-    expected.square().sum().backward()
-    _gradients_close(model, reference)
+    _train_step_agrees(compiled, model, reference, x)
     for (key, tensor), other in zip(model.state_dict().items(), reference.state_dict().values()):
         if "running" in key:
             _close(tensor, other, 1e-5)

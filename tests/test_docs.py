@@ -158,7 +158,7 @@ def _stand_ins(folder: pathlib.Path, commands: str) -> None:
 
         torch.save(torchvision.models.resnet18(weights=None).state_dict(), folder / "resnet18.pth")
     if "data/images" in commands and not (folder / "data" / "images").exists():
-        make_image_folder(folder / "data" / "images", classes=3, train=32, test=8, size=72)
+        make_image_folder(folder / "data" / "images", classes=3, train=48, test=8, size=72)  # > one batch of 128
     if "se_resnet50-ce0d4300.pth" in commands:
         from tests import foreign_models
 

@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# One pytest worker per core, each computing on one thread (conftest.py).
+PYTEST := $(PY) -m pytest -n auto --dist worksteal
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
@@ -30,13 +32,13 @@ fashion-mnist:
 # The real-data tests use Fashion-MNIST when it can be installed, and skip (saying why) when it cannot.
 test: $(STAMP)
 	-@$(MAKE) --no-print-directory fashion-mnist
-	$(PY) -m pytest -n auto --dist worksteal
+	$(PYTEST)
 
 # Everything, including the cases marked slow (the full block × network matrices, the deepest zoo models, the
 # minutes-long command-line examples of the README and the guides).
 test-all: $(STAMP)
 	-@$(MAKE) --no-print-directory fashion-mnist
-	$(PY) -m pytest -n auto --dist worksteal -m "slow or not slow"
+	$(PYTEST) -m "slow or not slow"
 
 # The documentation site, offline, every warning an error (broken references and links fail the build).
 docs: $(STAMP)

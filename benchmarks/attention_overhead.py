@@ -1,7 +1,7 @@
 """What the attention costs in wall time and memory, against what it must cost.
 
 Run:  .venv/bin/python benchmarks/attention_overhead.py [--threads 2] [--rounds 7] [--skip-network] [--skip-compile]
-      [--skip-modules] [--skip-family] [--skip-cifar] [--skip-import]
+      [--skip-modules] [--skip-family] [--skip-cifar] [--skip-import] [--retain-freed-memory]
 
 Module level (inference): SE and CBAM against ``x.clone()`` of the same tensor (one read, one write: the
 memory-traffic floor of any block that returns a new map), a naive seed-style implementation kept in this
@@ -15,10 +15,17 @@ Network level: se_resnet50 and cbam_resnet50 against resnet50, inference at batc
 ``optimize(compile="full")`` and ``optimize(compile="regional")``), and one training step at batch 8 — time and
 peak memory (sampled from glibc's allocator at every saved tensor) — eager, with the hand-written fast path
 (``plugattn.fast``), with the final BatchNorm and attention under activation checkpointing, and with the
-attention compiled regionally; compile time of the regional path against ``torch.compile`` of the whole model.
+attention compiled regionally, with the minor page faults of a step beside them (fresh pages the kernel hands out);
+compile time of the regional path against ``torch.compile`` of the whole model, both with inductor's caches off
+(a warm cache would make either look like seconds).
 Every row is timed interleaved in one process: ratios are medians (and quartiles) of per-round ratios.
 It ends with the targets of the issue "Nearly free" (:data:`TARGETS`): each measure's median and upper quartile
 against its target.
+
+``--retain-freed-memory`` tells glibc's malloc (``mallopt``) to serve maps up to 32 MiB from its heap and never to
+give freed heap memory back to the system — what ``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647``
+in the environment does — so that memory freed after one step is reused by the next instead of being returned and
+faulted in again; it applies to every network of the run alike.
 
 Import time: ``python -c "import plugattn"`` against ``python -c "import torch, torchvision"`` (and ``import
 torch``), fresh processes, interleaved.
@@ -27,6 +34,8 @@ torch``), fresh processes, interleaved.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,6 +43,7 @@ import time
 from collections.abc import Callable
 
 import torch
+import torch._inductor.config
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -159,6 +169,21 @@ FAMILY = ("bam", "eca", "coord", "simam", "triplet", "gc", "scse")
 TIMM_NAMES = {"eca": "eca", "gc": "gc", "coord": "coord"}
 
 
+def retain_freed_memory() -> None:
+    """glibc's malloc: maps up to 32 MiB (its largest mmap threshold) from the heap, and no heap trimming."""
+    libc = ctypes.CDLL("libc.so.6")
+    mmap_threshold, trim_threshold = -3, -1  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD in <malloc.h>
+    if not (libc.mallopt(mmap_threshold, 32 * 2**20) and libc.mallopt(trim_threshold, 2**31 - 1)):
+        raise SystemExit("--retain-freed-memory: glibc's mallopt refused the thresholds")
+
+
+def page_faults(function: Callable[[], object]) -> int:
+    """Minor page faults of this process while ``function()`` runs once."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    function()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
 def family_level(rounds: int, compile_blocks: bool) -> None:
     from timm.layers import create_attn
 
@@ -271,21 +296,24 @@ def network_level(rounds: int, compile_models: bool, measured: Measured) -> None
         for method in methods:
             model = _memory_model(name, method)
             start = time.perf_counter()
-            step(model)  # compiles the regional variant
+            with torch._inductor.config.patch(force_disable_caches=True):
+                step(model)  # compiles the regional variant
             if method == "regional":
                 compile_seconds[name] = time.perf_counter() - start
             trainers[f"{name} {method}"] = model
     samples = interleaved_samples({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(9, rounds))
     memory = {name: peak_memory(lambda m=model: step(m)) for name, model in trainers.items()}
-    print("\n| training step, batch 8 | time (ratio to resnet50) | peak memory above the weights (ratio) |")
-    print("|---|---|---|")
+    faults = {name: page_faults(lambda m=model: step(m)) for name, model in trainers.items()}
+    print("\n| training step, batch 8 | time (ratio to resnet50) | peak memory above the weights (ratio) "
+          "| minor page faults |")
+    print("|---|---|---|---|")
     base_memory = memory["resnet50"]
     for name in trainers:
         time_cell = f"{statistics.median(samples[name]) * 1e3:.0f} ms" if name == "resnet50" else \
             ratio_cell(samples, name, "resnet50")
         memory_cell = "" if base_memory is None else (f"{memory[name] / 2**20:.0f} MiB" if name == "resnet50" else
                                                        f"×{memory[name] / base_memory:.3f}")
-        print(f"| {name} | {time_cell} | {memory_cell} |")
+        print(f"| {name} | {time_cell} | {memory_cell} | {faults[name]:,} |")
     for name, short in (("cbam_resnet50", "CBAM"), ("se_resnet50", "SE")):
         if compile_models:
             measured[f"ResNet-50 train step b8, time, {short}, regional compile"] = ratios(
@@ -298,7 +326,8 @@ def network_level(rounds: int, compile_models: bool, measured: Measured) -> None
         full = _memory_model("cbam_resnet50", "eager")
         compiled = torch.compile(full)
         start = time.perf_counter()
-        compiled(x).logsumexp(1).mean().backward()
+        with torch._inductor.config.patch(force_disable_caches=True):
+            compiled(x).logsumexp(1).mean().backward()
         full_seconds = time.perf_counter() - start - eager_step
         regional_seconds = compile_seconds["cbam_resnet50"] - eager_step
         measured["compile time, regional / whole model, cbam_resnet50"] = [regional_seconds / full_seconds]
@@ -363,9 +392,15 @@ def main() -> None:
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--skip-family", action="store_true")
     parser.add_argument("--skip-cifar", action="store_true")
+    parser.add_argument("--retain-freed-memory", action="store_true",
+                        help="glibc malloc keeps freed memory for reuse (see the module docstring)")
     args = parser.parse_args()
+    if args.retain_freed_memory:
+        retain_freed_memory()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds of 5 calls (training: 1)")
+    allocator = "glibc malloc keeping freed memory" if args.retain_freed_memory else "glibc malloc, default settings"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {allocator}, median of {args.rounds} "
+          "interleaved rounds of 5 calls (training: 1)")
     measured: Measured = {}
     if not args.skip_modules:
         module_level(args.rounds, not args.skip_compile, measured)

@@ -1,7 +1,8 @@
 """What the attention costs in wall time and memory, against what it must cost.
 
 Run:  .venv/bin/python benchmarks/attention_overhead.py [--threads 2] [--rounds 7] [--skip-network] [--skip-compile]
-      [--skip-modules] [--skip-family] [--skip-cifar] [--skip-import] [--retain-freed-memory]
+      [--skip-modules] [--skip-family] [--skip-cifar] [--skip-import] [--skip-family-networks]
+      [--retain-freed-memory]
 
 Module level (inference): SE and CBAM against ``x.clone()`` of the same tensor (one read, one write: the
 memory-traffic floor of any block that returns a new map), a naive seed-style implementation kept in this
@@ -17,7 +18,9 @@ peak memory (sampled from glibc's allocator at every saved tensor) — eager, wi
 (``plugattn.fast``), with the final BatchNorm and attention under activation checkpointing, and with the
 attention compiled regionally, with the minor page faults of a step beside them (fresh pages the kernel hands out);
 compile time of the regional path against ``torch.compile`` of the whole model, both with inductor's caches off
-(a warm cache would make either look like seconds).
+(a warm cache would make either look like seconds). The family's ResNet-50s (``--skip-family-networks``): the same
+against resnet50 — inference at batch 1 and 8, eager; a training step eager, on the memory path and regionally
+compiled, with the regional compile times.
 Every row is timed interleaved in one process: ratios are medians (and quartiles) of per-round ratios.
 It ends with the targets of the issue "Nearly free" (:data:`TARGETS`): each measure's median and upper quartile
 against its target.
@@ -226,6 +229,8 @@ def ratio_cell(samples: dict[str, list[float]], name: str, base: str) -> str:
 def targets_table(measured: Measured) -> None:
     """Each target of :data:`TARGETS` this run measured: median and upper quartile of its rounds, and whether the
     upper quartile is within the target."""
+    if not measured:
+        return
     print("\n## Targets (ratio to the plain network in the same run and mode; met when the upper quartile is "
           "within the target)\n")
     print("| measure | median | upper quartile | rounds | target | met |")
@@ -252,6 +257,73 @@ def _memory_model(name: str, method: str) -> nn.Module:
     return model
 
 
+def _training_step(x: Tensor) -> Callable[[nn.Module], None]:
+    """One training step of a model on ``x`` (a stand-in loss), gradients dropped afterwards."""
+    def step(model: nn.Module) -> None:
+        model(x).logsumexp(1).mean().backward()
+        model.zero_grad(set_to_none=True)
+    return step
+
+
+def _trainers(names: list[str], methods: list[str], step: Callable[[nn.Module], None]) -> tuple[
+        dict[str, nn.Module], dict[str, float]]:
+    """resnet50 and every ``name method`` model, each after its first step (which compiles the regional variants,
+    inductor's caches off); the seconds of each regional first step."""
+    trainers = {"resnet50": _memory_model("resnet50", "eager")}
+    first_step = {}
+    for name in names:
+        for method in methods:
+            model = _memory_model(name, method)
+            start = time.perf_counter()
+            with torch._inductor.config.patch(force_disable_caches=True):
+                step(model)
+            if method == "regional":
+                first_step[name] = time.perf_counter() - start
+            trainers[f"{name} {method}"] = model
+    return trainers, first_step
+
+
+def _training_table(trainers: dict[str, nn.Module], step: Callable[[nn.Module], None], rounds: int) -> tuple[
+        dict[str, list[float]], dict[str, int | None]]:
+    """Time (interleaved rounds), peak memory and minor page faults of every trainer's step against resnet50's,
+    printed as a table; the samples and the peaks."""
+    samples = interleaved_samples({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(9, rounds))
+    memory = {name: peak_memory(lambda m=model: step(m)) for name, model in trainers.items()}
+    faults = {name: page_faults(lambda m=model: step(m)) for name, model in trainers.items()}
+    print("\n| training step, batch 8 | time (ratio to resnet50) | peak memory above the weights (ratio) "
+          "| minor page faults |")
+    print("|---|---|---|---|")
+    base_memory = memory["resnet50"]
+    for name in trainers:
+        time_cell = f"{statistics.median(samples[name]) * 1e3:.0f} ms" if name == "resnet50" else \
+            ratio_cell(samples, name, "resnet50")
+        memory_cell = "" if base_memory is None else (f"{memory[name] / 2**20:.0f} MiB" if name == "resnet50" else
+                                                       f"×{memory[name] / base_memory:.3f}")
+        print(f"| {name} | {time_cell} | {memory_cell} | {faults[name]:,} |")
+    return samples, memory
+
+
+def _inference_rows(variants: dict[str, tuple[dict[str, nn.Module], bool]], names: list[str], rounds: int,
+                    measured: Measured | None = None) -> None:
+    """Inference at batch 1 and 8 in every variant (mode -> models, channels-last), as table rows of ratios to
+    resnet50; CBAM's batch-1 ratios into ``measured`` where given."""
+    for batch in (1, 8):
+        x = torch.randn(batch, 3, 224, 224)
+        for mode, (group, channels_last) in variants.items():
+            inputs = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            with torch.no_grad():
+                for model in group.values():  # compile (or warm up) outside the timed rounds
+                    model(inputs)
+                samples = interleaved_samples({name: (lambda m=model: m(inputs)) for name, model in group.items()},
+                                              max(7, rounds), burst=3 if batch == 1 else 1)
+            base = statistics.median(samples["resnet50"])
+            cells = " | ".join([f"{base * 1e3:.1f} ms"] + [ratio_cell(samples, n, "resnet50") for n in names[1:]])
+            print(f"| inference, {mode} | {batch} | {cells} |")
+            if measured is not None and batch == 1 and mode in ("eager", '`optimize(compile="full")`'):
+                label = "eager" if mode == "eager" else "optimize()"
+                measured[f"cbam_resnet50 inference b1, {label}"] = ratios(samples, "cbam_resnet50", "resnet50")
+
+
 def network_level(rounds: int, compile_models: bool, measured: Measured) -> None:
     print("\n## Network level: ResNet-50 family at 224×224, median ms and the ratio to resnet50 in the same mode "
           "(median and quartiles of the per-round ratios)\n")
@@ -268,52 +340,13 @@ def network_level(rounds: int, compile_models: bool, measured: Measured) -> None
         variants['`optimize(compile="regional")`'] = (
             {name: optimize(model, example, compile="none" if name == "resnet50" else "regional")
              for name, model in models.items()}, True)
-    for batch in (1, 8):
-        x = torch.randn(batch, 3, 224, 224)
-        for mode, (group, channels_last) in variants.items():
-            inputs = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-            with torch.no_grad():
-                for model in group.values():  # compile (or warm up) outside the timed rounds
-                    model(inputs)
-                samples = interleaved_samples({name: (lambda m=model: m(inputs)) for name, model in group.items()},
-                                              max(7, rounds), burst=3 if batch == 1 else 1)
-            base = statistics.median(samples["resnet50"])
-            cells = " | ".join([f"{base * 1e3:.1f} ms"] + [ratio_cell(samples, n, "resnet50") for n in names[1:]])
-            print(f"| inference, {mode} | {batch} | {cells} |")
-            if batch == 1 and mode in ("eager", '`optimize(compile="full")`'):
-                label = "eager" if mode == "eager" else "optimize()"
-                measured[f"cbam_resnet50 inference b1, {label}"] = ratios(samples, "cbam_resnet50", "resnet50")
+    _inference_rows(variants, names, rounds, measured)
     x = torch.randn(8, 3, 224, 224)
-
-    def step(model: nn.Module) -> None:
-        model(x).logsumexp(1).mean().backward()
-        model.zero_grad(set_to_none=True)
-
+    step = _training_step(x)
     methods = ["eager", "fast", "checkpoint"] + (["regional"] if compile_models else [])
-    trainers = {"resnet50": _memory_model("resnet50", "eager")}
-    compile_seconds = {}
-    for name in names[1:]:
-        for method in methods:
-            model = _memory_model(name, method)
-            start = time.perf_counter()
-            with torch._inductor.config.patch(force_disable_caches=True):
-                step(model)  # compiles the regional variant
-            if method == "regional":
-                compile_seconds[name] = time.perf_counter() - start
-            trainers[f"{name} {method}"] = model
-    samples = interleaved_samples({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(9, rounds))
-    memory = {name: peak_memory(lambda m=model: step(m)) for name, model in trainers.items()}
-    faults = {name: page_faults(lambda m=model: step(m)) for name, model in trainers.items()}
-    print("\n| training step, batch 8 | time (ratio to resnet50) | peak memory above the weights (ratio) "
-          "| minor page faults |")
-    print("|---|---|---|---|")
+    trainers, first_step = _trainers(names[1:], methods, step)
+    samples, memory = _training_table(trainers, step, rounds)
     base_memory = memory["resnet50"]
-    for name in trainers:
-        time_cell = f"{statistics.median(samples[name]) * 1e3:.0f} ms" if name == "resnet50" else \
-            ratio_cell(samples, name, "resnet50")
-        memory_cell = "" if base_memory is None else (f"{memory[name] / 2**20:.0f} MiB" if name == "resnet50" else
-                                                       f"×{memory[name] / base_memory:.3f}")
-        print(f"| {name} | {time_cell} | {memory_cell} | {faults[name]:,} |")
     for name, short in (("cbam_resnet50", "CBAM"), ("se_resnet50", "SE")):
         if compile_models:
             measured[f"ResNet-50 train step b8, time, {short}, regional compile"] = ratios(
@@ -327,13 +360,34 @@ def network_level(rounds: int, compile_models: bool, measured: Measured) -> None
         compiled = torch.compile(full)
         start = time.perf_counter()
         with torch._inductor.config.patch(force_disable_caches=True):
-            compiled(x).logsumexp(1).mean().backward()
+            step(compiled)
         full_seconds = time.perf_counter() - start - eager_step
-        regional_seconds = compile_seconds["cbam_resnet50"] - eager_step
+        regional_seconds = first_step["cbam_resnet50"] - eager_step
         measured["compile time, regional / whole model, cbam_resnet50"] = [regional_seconds / full_seconds]
         print(f"\ncompile time, cbam_resnet50 training step (first step minus an eager step): regional "
               f"{regional_seconds:.1f} s, whole model {full_seconds:.1f} s ({regional_seconds / full_seconds:.0%}); "
-              f"se_resnet50 regional {compile_seconds['se_resnet50'] - statistics.median(samples['se_resnet50 eager']):.1f} s")
+              f"se_resnet50 regional {first_step['se_resnet50'] - statistics.median(samples['se_resnet50 eager']):.1f} s")
+
+
+def family_network_level(rounds: int, compile_models: bool) -> None:
+    """The attention family's ResNet-50s (the zoo's official placements) against resnet50: inference at batch 1 and
+    8, eager; a training step at batch 8 eager, on the memory path (``plugattn.fast``: checkpointing for these
+    blocks) and regionally compiled, with the regional path's compile time."""
+    print("\n## Network level, the attention family: ResNet-50s at 224×224, ratio to resnet50 (median and quartiles "
+          "of the per-round ratios)\n")
+    names = ["resnet50", *(f"{name}_resnet50" for name in FAMILY)]
+    torch.manual_seed(0)
+    models = {name: create_model(name).eval() for name in names}
+    print("| mode | batch | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    _inference_rows({"eager": (models, False)}, names, rounds)
+    del models
+    step = _training_step(torch.randn(8, 3, 224, 224))
+    trainers, first_step = _trainers(names[1:], ["eager", "fast"] + (["regional"] if compile_models else []), step)
+    samples, _ = _training_table(trainers, step, rounds)
+    if compile_models:
+        print("\ncompile time of the regional path, training step (first step minus an eager step): " + ", ".join(
+            f"{name} {first_step[name] - statistics.median(samples[f'{name} eager']):.1f} s" for name in names[1:]))
 
 
 def cifar_level(rounds: int, measured: Measured) -> None:
@@ -352,12 +406,8 @@ def cifar_level(rounds: int, measured: Measured) -> None:
         print(f"| inference, batch {batch} | {statistics.median(samples['resnet20']) * 1e3:.2f} ms | {cells} |")
         if batch == 1:
             measured["ResNet-20 + CBAM inference b1, eager"] = ratios(samples, "cbam_resnet20", "resnet20")
-    x, trainers = torch.randn(128, 3, 32, 32), {name: create_model(name, reduction=4).train() for name in names}
-
-    def step(model: nn.Module) -> None:
-        model(x).logsumexp(1).mean().backward()
-        model.zero_grad(set_to_none=True)
-
+    trainers = {name: create_model(name, reduction=4).train() for name in names}
+    step = _training_step(torch.randn(128, 3, 32, 32))
     samples = interleaved_samples({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(9, rounds))
     cells = " | ".join(ratio_cell(samples, name, "resnet20") for name in names[1:])
     print(f"| training step, batch 128 | {statistics.median(samples['resnet20']) * 1e3:.1f} ms | {cells} |")
@@ -392,6 +442,7 @@ def main() -> None:
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--skip-family", action="store_true")
     parser.add_argument("--skip-cifar", action="store_true")
+    parser.add_argument("--skip-family-networks", action="store_true")
     parser.add_argument("--retain-freed-memory", action="store_true",
                         help="glibc malloc keeps freed memory for reuse (see the module docstring)")
     args = parser.parse_args()
@@ -412,6 +463,8 @@ def main() -> None:
         cifar_level(args.rounds, measured)
     if not args.skip_network:
         network_level(args.rounds, not args.skip_compile, measured)
+    if not args.skip_family_networks:
+        family_network_level(args.rounds, not args.skip_compile)
     targets_table(measured)
 
 

@@ -350,15 +350,16 @@ GRADIENT_CASES = {
 }
 
 
-@pytest.mark.parametrize("fast", [False, True], ids=["default", "fast"])
+@pytest.mark.parametrize("fast", [None, "auto", "checkpoint"], ids=["default", "fast", "checkpoint"])
 @pytest.mark.parametrize("case", GRADIENT_CASES)
 @pytest.mark.parametrize("name", ["cbam_resnet20", "se_resnet20"])
 def test_gradients_match_finite_differences_under_hooks_and_norm_subclasses(name, case, fast):
     """Float64 finite differences against autograd, for the input and for a final BatchNorm's and an attention
-    block's parameters; the opt-in fast path must fall back wherever its guards fail."""
+    block's parameters; both opt-in memory paths (the hand-written one and activation checkpointing) must be right
+    or fall back wherever their guards fail."""
     model = GRADIENT_CASES[case](_zoo(name, train=True).double())
-    if fast:
-        plugattn.fast(model)
+    if fast is not None:
+        plugattn.fast(model, method=fast)
     x = _input((2, 3, 8, 8)).double().requires_grad_()
     names = ["layer3.1.bn2.weight", "layer2.0.attention.fc.0.weight" if name.startswith("se")
              else "layer2.0.attention.channel_gate.mlp.1.weight"]

@@ -180,11 +180,11 @@ def retain_freed_memory() -> None:
         raise SystemExit("--retain-freed-memory: glibc's mallopt refused the thresholds")
 
 
-def page_faults(function: Callable[[], object]) -> int:
-    """Minor page faults of this process while ``function()`` runs once."""
+def with_page_faults(function: Callable[[], object]) -> tuple[object, int]:
+    """``function()``'s result and the minor page faults of this process while it ran."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    function()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    result = function()
+    return result, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 def family_level(rounds: int, compile_blocks: bool) -> None:
@@ -231,6 +231,9 @@ def targets_table(measured: Measured) -> None:
     upper quartile is within the target."""
     if not measured:
         return
+    unknown = sorted(set(measured) - set(TARGETS))
+    if unknown:
+        raise KeyError(f"measured {unknown}, which TARGETS does not name")
     print("\n## Targets (ratio to the plain network in the same run and mode; met when the upper quartile is "
           "within the target)\n")
     print("| measure | median | upper quartile | rounds | target | met |")
@@ -285,11 +288,12 @@ def _trainers(names: list[str], methods: list[str], step: Callable[[nn.Module], 
 
 def _training_table(trainers: dict[str, nn.Module], step: Callable[[nn.Module], None], rounds: int) -> tuple[
         dict[str, list[float]], dict[str, int | None]]:
-    """Time (interleaved rounds), peak memory and minor page faults of every trainer's step against resnet50's,
-    printed as a table; the samples and the peaks."""
+    """Time (interleaved rounds), peak memory and minor page faults (of one step after the rounds) of every
+    trainer's step against resnet50's, printed as a table; the samples and the peaks."""
     samples = interleaved_samples({name: (lambda m=model: step(m)) for name, model in trainers.items()}, max(9, rounds))
-    memory = {name: peak_memory(lambda m=model: step(m)) for name, model in trainers.items()}
-    faults = {name: page_faults(lambda m=model: step(m)) for name, model in trainers.items()}
+    memory, faults = {}, {}
+    for name, model in trainers.items():  # one more step each, for its peak memory and its page faults
+        memory[name], faults[name] = with_page_faults(lambda m=model: peak_memory(lambda: step(m)))
     print("\n| training step, batch 8 | time (ratio to resnet50) | peak memory above the weights (ratio) "
           "| minor page faults |")
     print("|---|---|---|---|")
@@ -305,8 +309,10 @@ def _training_table(trainers: dict[str, nn.Module], step: Callable[[nn.Module], 
 
 def _inference_rows(variants: dict[str, tuple[dict[str, nn.Module], bool]], names: list[str], rounds: int,
                     measured: Measured | None = None) -> None:
-    """Inference at batch 1 and 8 in every variant (mode -> models, channels-last), as table rows of ratios to
+    """Inference at batch 1 and 8 in every variant (mode -> models, channels-last), as a table of ratios to
     resnet50; CBAM's batch-1 ratios into ``measured`` where given."""
+    print("| mode | batch | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
     for batch in (1, 8):
         x = torch.randn(batch, 3, 224, 224)
         for mode, (group, channels_last) in variants.items():
@@ -330,8 +336,6 @@ def network_level(rounds: int, compile_models: bool, measured: Measured) -> None
     names = ["resnet50", "se_resnet50", "cbam_resnet50"]
     torch.manual_seed(0)
     models = {name: create_model(name).eval() for name in names}
-    print("| mode | batch | " + " | ".join(names) + " |")
-    print("|---|---|" + "---|" * len(names))
     example = torch.randn(1, 3, 224, 224)
     variants = {"eager": (models, False)}
     if compile_models:  # regional: the plain net has no attention to compile, so it runs folded and eager
@@ -341,8 +345,7 @@ def network_level(rounds: int, compile_models: bool, measured: Measured) -> None
             {name: optimize(model, example, compile="none" if name == "resnet50" else "regional")
              for name, model in models.items()}, True)
     _inference_rows(variants, names, rounds, measured)
-    x = torch.randn(8, 3, 224, 224)
-    step = _training_step(x)
+    step = _training_step(torch.randn(8, 3, 224, 224))
     methods = ["eager", "fast", "checkpoint"] + (["regional"] if compile_models else [])
     trainers, first_step = _trainers(names[1:], methods, step)
     samples, memory = _training_table(trainers, step, rounds)
@@ -378,8 +381,6 @@ def family_network_level(rounds: int, compile_models: bool) -> None:
     names = ["resnet50", *(f"{name}_resnet50" for name in FAMILY)]
     torch.manual_seed(0)
     models = {name: create_model(name).eval() for name in names}
-    print("| mode | batch | " + " | ".join(names) + " |")
-    print("|---|---|" + "---|" * len(names))
     _inference_rows({"eager": (models, False)}, names, rounds)
     del models
     step = _training_step(torch.randn(8, 3, 224, 224))
